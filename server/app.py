@@ -1,0 +1,84 @@
+"""The Ray Serve application: one ModelReplica deployment per variant, one Router.
+
+`build_app(args)` is the import path for `serve run` and Serve config files:
+  import_path: embedpool.server.app:build_app
+  args: {config: /path/catalogue.yaml, grpc_port: 50051}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray.serve import Application
+
+from embedpool.server.catalogue import Catalogue, VariantConfig, load_catalogue
+from embedpool.server.ingress import Router
+from embedpool.server.replica import ModelReplica
+
+APP_NAME = "embedpool"
+DEFAULT_GRPC_PORT = 50051
+# Ray's gRPC proxy needs these importable to route the pool's RPCs to the Router.
+GRPC_SERVICER_FUNCTIONS = [
+    "embedpool.v1.embedding_service_pb2_grpc.add_EmbeddingServiceServicer_to_server",
+    "grpc_health.v1.health_pb2_grpc.add_HealthServicer_to_server",
+]
+
+
+def replica_options(variant: VariantConfig, max_queued_requests: int) -> dict[str, Any]:
+    """Ray Serve deployment options for one variant."""
+    scale = variant.autoscaling
+    options: dict[str, Any] = {
+        "ray_actor_options": {
+            "num_cpus": variant.resources.num_cpus,
+            "num_gpus": variant.resources.num_gpus,
+        },
+        "max_ongoing_requests": variant.batching.max_ongoing_requests,
+        "max_queued_requests": max_queued_requests,
+        "graceful_shutdown_timeout_s": 20,
+    }
+    if scale.min_replicas == scale.max_replicas:
+        options["num_replicas"] = scale.min_replicas
+    else:
+        options["autoscaling_config"] = {
+            "min_replicas": scale.min_replicas,
+            "max_replicas": scale.max_replicas,
+            "initial_replicas": scale.initial_replicas,
+            "target_ongoing_requests": scale.target_ongoing_requests,
+            "upscale_delay_s": scale.upscale_delay_s,
+            "downscale_delay_s": scale.downscale_delay_s,
+        }
+    return options
+
+
+def build(catalogue: Catalogue, grpc_port: int | None = DEFAULT_GRPC_PORT, grpc_host: str = "0.0.0.0") -> Application:
+    handles: dict[str, Application] = {}
+    cache_dir = str(catalogue.resolved_cache_dir())
+    for model in catalogue.models:
+        model_cfg = model.model_dump(mode="json")
+        for variant in model.variants:
+            name = catalogue.deployment_name(model.name, variant.name)
+            opts = replica_options(variant, catalogue.limits.max_queued_requests)
+            handles[name] = ModelReplica.options(name=name, **opts).bind(
+                model_cfg, variant.model_dump(mode="json"), cache_dir
+            )
+    router = catalogue.router
+    return Router.options(
+        num_replicas=router.num_replicas,
+        ray_actor_options={"num_cpus": router.num_cpus},
+        graceful_shutdown_timeout_s=20,
+    ).bind(catalogue.model_dump(mode="json"), handles, grpc_port, grpc_host, router.max_in_flight)
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    """Entry point for `serve run embedpool.server.app:build_app config=...` and Serve configs.
+
+    args: config (catalogue file; default: the bundled model), catalogue (the
+    same as an inline mapping), grpc_port (the pool's own port; 0 disables it
+    and leaves only Ray's gRPC proxy), grpc_host.
+    """
+    if args.get("catalogue"):
+        catalogue = Catalogue.model_validate(args["catalogue"])
+    else:
+        catalogue = load_catalogue(args.get("config"))
+    port = int(args.get("grpc_port", DEFAULT_GRPC_PORT))
+    return build(catalogue, port or None, str(args.get("grpc_host", "0.0.0.0")))

@@ -1,0 +1,176 @@
+"""Between the wire (embedpool.v1 messages) and the pool's plain types.
+
+Validation that needs no model lives here, so a bad request is refused in the
+router before it costs a hop. Every refusal names the field and the limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from embedpool.server.errors import InvalidArgument
+from embedpool.server.scoring import top_k as best
+from embedpool.server.types import EmbedItem, EmbedOutput, InputType, Precision, SimilarityName
+from embedpool.v1 import embedding_service_pb2 as pb
+
+INPUT_TYPES: dict[int, InputType] = {
+    pb.INPUT_TYPE_UNSPECIFIED: "document",
+    pb.INPUT_TYPE_QUERY: "query",
+    pb.INPUT_TYPE_DOCUMENT: "document",
+}
+PRECISIONS: dict[int, Precision] = {
+    pb.PRECISION_UNSPECIFIED: "float32",
+    pb.PRECISION_FLOAT32: "float32",
+    pb.PRECISION_INT8: "int8",
+    pb.PRECISION_UINT8: "uint8",
+    pb.PRECISION_BINARY: "binary",
+    pb.PRECISION_UBINARY: "ubinary",
+}
+PRECISION_ENUM: dict[str, int] = {v: k for k, v in PRECISIONS.items() if k != pb.PRECISION_UNSPECIFIED}
+MODES: dict[int, SimilarityName] = {
+    pb.SIMILARITY_MODE_UNSPECIFIED: "cosine",
+    pb.SIMILARITY_MODE_COSINE: "cosine",
+    pb.SIMILARITY_MODE_DOT_PRODUCT: "dot_product",
+    pb.SIMILARITY_MODE_EUCLIDEAN: "euclidean",
+}
+MODE_ENUM: dict[str, int] = {v: k for k, v in MODES.items() if k != pb.SIMILARITY_MODE_UNSPECIFIED}
+BACKENDS: dict[int, str | None] = {
+    pb.BACKEND_UNSPECIFIED: None,
+    pb.BACKEND_TORCH: "torch",
+    pb.BACKEND_ONNX: "onnx",
+    pb.BACKEND_OPENVINO: "openvino",
+    pb.BACKEND_CUSTOM: "custom",
+}
+BACKEND_ENUM: dict[str, int] = {v: k for k, v in BACKENDS.items() if v is not None}
+DEVICES: dict[int, str | None] = {pb.DEVICE_UNSPECIFIED: None, pb.DEVICE_CPU: "cpu", pb.DEVICE_CUDA: "cuda"}
+DEVICE_ENUM: dict[str, int] = {v: k for k, v in DEVICES.items() if v is not None}
+ENCODINGS = (pb.VECTOR_ENCODING_UNSPECIFIED, pb.VECTOR_ENCODING_NUMBERS, pb.VECTOR_ENCODING_BYTES)
+TRUNCATION_DIRECTIONS = (
+    pb.TRUNCATION_DIRECTION_UNSPECIFIED,
+    pb.TRUNCATION_DIRECTION_RIGHT,
+    pb.TRUNCATION_DIRECTION_LEFT,
+)
+
+
+def enum_value(table: dict[int, object] | Sequence[int], value: int, field: str, enum: str) -> None:
+    """Refuse an enum number this server does not know (proto3 enums are open)."""
+    if value not in table:
+        names = ", ".join(pb.DESCRIPTOR.enum_types_by_name[enum].values_by_number[v].name for v in table)
+        raise InvalidArgument(f"{field}={value} is not a known {enum}; use one of {names}")
+
+
+def selector(sel: pb.ModelSelector) -> tuple[str, str, str | None, str | None]:
+    enum_value(BACKENDS, sel.backend, "model.backend", "Backend")
+    enum_value(DEVICES, sel.device, "model.device", "Device")
+    return sel.model, sel.variant, BACKENDS[sel.backend], DEVICES[sel.device]
+
+
+def check_texts(texts: Sequence[str], field: str, max_inputs: int, *, allow_empty_list: bool = False) -> None:
+    if not texts and not allow_empty_list:
+        raise InvalidArgument(f"{field} is empty; send at least one text")
+    if len(texts) > max_inputs:
+        raise InvalidArgument(
+            f"{field} has {len(texts)} texts; the limit is {max_inputs} per request. "
+            "Split the batch (the Python client does this for you)."
+        )
+    for i, text in enumerate(texts):
+        if not text:
+            raise InvalidArgument(f"{field}[{i}] is an empty string; every input must have text")
+
+
+def embed_item(req: pb.EmbedRequest, max_inputs: int, arrived_ns: int) -> EmbedItem:
+    """Validate an EmbedRequest's options and inputs; return the work item."""
+    check_texts(req.inputs, "inputs", max_inputs)
+    enum_value(INPUT_TYPES, req.input_type, "input_type", "InputType")
+    enum_value(PRECISIONS, req.precision, "precision", "Precision")
+    enum_value(ENCODINGS, req.encoding, "encoding", "VectorEncoding")
+    enum_value(TRUNCATION_DIRECTIONS, req.truncation_direction, "truncation_direction", "TruncationDirection")
+    if req.prompt and req.prompt_name:
+        raise InvalidArgument("set at most one of prompt and prompt_name")
+    return EmbedItem(
+        texts=list(req.inputs),
+        input_type=INPUT_TYPES[req.input_type],
+        prompt=req.prompt or None,
+        prompt_name=req.prompt_name or None,
+        truncate=req.truncate,
+        truncate_left=req.truncation_direction == pb.TRUNCATION_DIRECTION_LEFT,
+        normalize=req.normalize if req.HasField("normalize") else True,
+        dimensions=req.dimensions,
+        precision=PRECISIONS[req.precision],
+        arrived_ns=arrived_ns,
+    )
+
+
+def check_dimensions(requested: int, available: int, field: str = "dimensions") -> None:
+    if requested > available:
+        raise InvalidArgument(
+            f"{field}={requested} is larger than the model's {available} dimensions; "
+            f"use 0 (full) or a value up to {available}"
+        )
+
+
+def embeddings(vectors: np.ndarray, encoding: int) -> list[pb.Embedding]:
+    """One Embedding per row. Bytes are sliced from one buffer: cheaper than per-row copies."""
+    n = vectors.shape[0]
+    if encoding == pb.VECTOR_ENCODING_BYTES:
+        little = vectors.astype(vectors.dtype.newbyteorder("<"), copy=False)
+        buf = np.ascontiguousarray(little).tobytes()
+        step = len(buf) // n if n else 0
+        return [pb.Embedding(data=buf[i * step : (i + 1) * step]) for i in range(n)]
+    if vectors.dtype == np.float32:
+        return [pb.Embedding(values=row) for row in vectors.tolist()]
+    return [pb.Embedding(int_values=row) for row in vectors.astype(np.int32).tolist()]
+
+
+def embed_response(
+    out: EmbedOutput, encoding: int, model: str, variant: str, total_ns: int
+) -> pb.EmbedResponse:
+    return pb.EmbedResponse(
+        embeddings=embeddings(out.vectors, encoding),
+        dimensions=out.dimensions,
+        model=model,
+        variant=variant,
+        precision=PRECISION_ENUM[_precision_of(out)],
+        usage=pb.Usage(input_tokens=out.input_tokens, truncated_inputs=out.truncated),
+        timings=pb.Timings(queue_ns=out.queue_ns, inference_ns=out.inference_ns, total_ns=total_ns),
+    )
+
+
+def _precision_of(out: EmbedOutput) -> Precision:
+    packed = out.vectors.shape[1] != out.dimensions
+    if out.vectors.dtype == np.int8:
+        return "binary" if packed else "int8"
+    if out.vectors.dtype == np.uint8:
+        return "ubinary" if packed else "uint8"
+    return "float32"
+
+
+def vectors(msgs: Sequence[pb.Vector], field: str) -> np.ndarray:
+    """Caller-given vectors as a matrix; refuses ragged, empty or non-finite ones."""
+    if not msgs:
+        raise InvalidArgument(f"{field} is empty; send at least one vector")
+    dims = len(msgs[0].values)
+    if dims == 0:
+        raise InvalidArgument(f"{field}[0] has no values")
+    for i, m in enumerate(msgs):
+        if len(m.values) != dims:
+            raise InvalidArgument(
+                f"{field}[{i}] has {len(m.values)} values but {field}[0] has {dims}; all vectors must match"
+            )
+    mat = np.array([m.values for m in msgs], dtype=np.float32)
+    if not np.isfinite(mat).all():
+        row = int(np.argwhere(~np.isfinite(mat))[0][0])
+        raise InvalidArgument(f"{field}[{row}] has a NaN or infinite value; vectors must be finite")
+    return mat
+
+
+def similarity_rows(scores: np.ndarray, top_k: int) -> list[pb.SimilarityRow]:
+    if top_k <= 0:
+        return [pb.SimilarityRow(scores=row) for row in scores.tolist()]
+    idx, val = best(scores, top_k)
+    return [
+        pb.SimilarityRow(ranked=[pb.ScoredDocument(index=i, score=s) for i, s in zip(ir, vr, strict=True)])
+        for ir, vr in zip(idx.tolist(), val.tolist(), strict=True)
+    ]

@@ -1,0 +1,133 @@
+"""Continuous batching in front of one model variant.
+
+Concurrent small requests are merged into one hop to the model replicas: while
+`max_in_flight` batches are out, new requests wait here and leave together as
+soon as a slot frees. No timer: an idle pool sends a lone request at once (no
+added latency), a busy one sends everything that queued meanwhile (big
+batches). Ray's per-call cost is paid per batch, not per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+import numpy as np
+
+from embedpool.server.errors import DeadlineExceeded, EmbedpoolError, Overloaded
+from embedpool.server.types import EmbedItem, EmbedOutput
+
+SendFn = Callable[[list[EmbedItem]], Awaitable[list["EmbedOutput | EmbedpoolError"]]]
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        send: SendFn,
+        *,
+        max_batch_texts: int,
+        max_in_flight: int,
+        max_queued_requests: int,
+        name: str = "",
+    ) -> None:
+        self._send = send
+        self.max_batch_texts = max(1, max_batch_texts)
+        self.max_in_flight = max(1, max_in_flight)
+        self.max_queued_requests = max_queued_requests
+        self.name = name
+        # (item, future, deadline as monotonic seconds or None)
+        self._pending: deque[tuple[EmbedItem, asyncio.Future[EmbedOutput], float | None]] = deque()
+        self._in_flight = 0
+        self.batches_sent = 0
+
+    @property
+    def queued(self) -> int:
+        return len(self._pending)
+
+    async def submit(self, item: EmbedItem, deadline: float | None = None) -> EmbedOutput:
+        """Embed one request; big ones are cut into batch-sized chunks sent side by side."""
+        if len(item.texts) <= self.max_batch_texts:
+            return await self._enqueue(item, deadline)
+        step = self.max_batch_texts
+        chunks = [replace(item, texts=item.texts[i : i + step]) for i in range(0, len(item.texts), step)]
+        futures: list[asyncio.Future[EmbedOutput]] = []
+        try:
+            for chunk in chunks:
+                futures.append(self._enqueue(chunk, deadline))
+            parts = await asyncio.gather(*futures)
+        except BaseException:
+            for fut in futures:  # a queued chunk whose sibling failed is dropped unsent
+                fut.cancel()
+            raise
+        return EmbedOutput(
+            vectors=np.concatenate([p.vectors for p in parts]),
+            dimensions=parts[0].dimensions,
+            input_tokens=sum(p.input_tokens for p in parts),
+            truncated=sum(p.truncated for p in parts),
+            queue_ns=max(p.queue_ns for p in parts),
+            inference_ns=sum(p.inference_ns for p in parts),
+        )
+
+    def _enqueue(self, item: EmbedItem, deadline: float | None) -> asyncio.Future[EmbedOutput]:
+        if len(self._pending) >= self.max_queued_requests:
+            raise Overloaded(
+                f"model variant {self.name} has {len(self._pending)} requests queued (the limit); "
+                "retry with backoff or add replicas"
+            )
+        fut: asyncio.Future[EmbedOutput] = asyncio.get_running_loop().create_future()
+        self._pending.append((item, fut, deadline))
+        self._dispatch()
+        return fut
+
+    def _take_batch(self) -> list[tuple[EmbedItem, asyncio.Future[EmbedOutput]]]:
+        batch: list[tuple[EmbedItem, asyncio.Future[EmbedOutput]]] = []
+        texts = 0
+        now = time.monotonic()
+        while self._pending:
+            item, fut, deadline = self._pending[0]
+            if fut.done():  # the caller went away: drop its work before it costs anything
+                self._pending.popleft()
+                continue
+            if deadline is not None and now >= deadline:
+                self._pending.popleft()
+                fut.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
+                continue
+            if batch and texts + len(item.texts) > self.max_batch_texts:
+                break
+            self._pending.popleft()
+            batch.append((item, fut))
+            texts += len(item.texts)
+        return batch
+
+    def _dispatch(self) -> None:
+        while self._in_flight < self.max_in_flight and self._pending:
+            batch = self._take_batch()
+            if not batch:
+                return
+            self._in_flight += 1
+            self.batches_sent += 1
+            asyncio.get_running_loop().create_task(self._run(batch))
+
+    async def _run(self, batch: list[tuple[EmbedItem, asyncio.Future[EmbedOutput]]]) -> None:
+        try:
+            results = await self._send([item for item, _ in batch])
+        except BaseException as exc:  # the whole hop failed: every request in it gets the error
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            for (_, fut), result in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(result, BaseException):
+                    fut.set_exception(result)
+                else:
+                    fut.set_result(result)
+        finally:
+            self._in_flight -= 1
+            self._dispatch()

@@ -1,0 +1,148 @@
+"""The Router: the pool's single ingress deployment.
+
+It serves the gRPC service twice over one RouterCore: on its own port (the
+fast path, see grpc_front) and through Ray Serve's gRPC proxy, whose calls
+arrive as the methods below, named after the RPCs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2
+from ray import serve
+from ray.serve.grpc_util import RayServegRPCContext
+from ray.serve.handle import DeploymentHandle
+
+from embedpool.server import grpc_front
+from embedpool.server.auth import TokenAuth
+from embedpool.server.errors import EmbedpoolError
+from embedpool.server.metrics import RouterMetrics
+from embedpool.server.ray_backend import RayVariantBackend
+from embedpool.server.router_core import RouterCore
+from embedpool.v1 import embedding_service_pb2 as pb
+
+log = logging.getLogger("ray.serve")
+T = TypeVar("T")
+HEALTH_INTERVAL_S = 5.0
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=4096)
+class Router:
+    async def __init__(
+        self,
+        catalogue: dict[str, Any],
+        handles: dict[str, DeploymentHandle],
+        grpc_port: int | None = 50051,
+        grpc_host: str = "0.0.0.0",
+        max_in_flight: int = 2,
+    ) -> None:
+        from embedpool.server.catalogue import Catalogue
+
+        cat = Catalogue.model_validate(catalogue)
+        backends = {name: RayVariantBackend(name, h) for name, h in handles.items()}
+        self.core = RouterCore(cat, backends, max_in_flight=max_in_flight)  # type: ignore[arg-type]
+        self.auth = TokenAuth.from_env()
+        self.metrics = RouterMetrics()
+        self.statuses: dict[str, int] = {}
+        self.server: grpc.aio.Server | None = None
+        self.health = None
+        if grpc_port:
+            self.server, self.health = await grpc_front.start_server(
+                self.core, grpc_port, host=grpc_host, auth=self.auth, on_result=self._count
+            )
+            log.info("embedpool gRPC listening on %s:%s", grpc_host, grpc_port)
+        self._health_task = asyncio.get_running_loop().create_task(self._watch_health())
+
+    def _count(self, method: str, code: str) -> None:
+        self.metrics.request(method, "", "", code)
+
+    async def _watch_health(self) -> None:
+        while True:
+            try:
+                up = await self.core.variant_health()
+                self.statuses = grpc_front.health_statuses(self.core, up)
+                if self.health is not None:
+                    await grpc_front.set_health(self.health, self.statuses)
+            except Exception:
+                log.exception("health check failed")
+            await asyncio.sleep(HEALTH_INTERVAL_S)
+
+    async def __del__(self) -> None:
+        """Drain: stop taking calls, let in-flight ones finish (Ray waits up to the graceful timeout)."""
+        self._health_task.cancel()
+        if self.server is not None:
+            if self.health is not None:
+                await self.health.enter_graceful_shutdown()
+            await self.server.stop(grace=10)
+
+    # ---- Ray's gRPC proxy path ------------------------------------------
+
+    async def _proxied(self, method: str, ctx: RayServegRPCContext, call: Callable[[], Awaitable[T]], empty: T) -> T:
+        try:
+            self.auth.check(ctx.invocation_metadata())
+            result = await call()
+        except EmbedpoolError as exc:
+            self._count(method, exc.code.name)
+            ctx.set_code(exc.code)
+            ctx.set_details(exc.message)
+            ctx.set_trailing_metadata(list(grpc_front.error_trailers(exc)))
+            return empty
+        self._count(method, "OK")
+        return result
+
+    async def Embed(self, request: pb.EmbedRequest, grpc_context: RayServegRPCContext) -> pb.EmbedResponse:
+        return await self._proxied("Embed", grpc_context, lambda: self.core.embed(request), pb.EmbedResponse())
+
+    async def Similarity(
+        self, request: pb.SimilarityRequest, grpc_context: RayServegRPCContext
+    ) -> pb.SimilarityResponse:
+        return await self._proxied(
+            "Similarity", grpc_context, lambda: self.core.similarity(request), pb.SimilarityResponse()
+        )
+
+    async def ListModels(
+        self, request: pb.ListModelsRequest, grpc_context: RayServegRPCContext
+    ) -> pb.ListModelsResponse:
+        return await self._proxied(
+            "ListModels", grpc_context, lambda: self.core.list_models(request), pb.ListModelsResponse()
+        )
+
+    async def GetModel(self, request: pb.GetModelRequest, grpc_context: RayServegRPCContext) -> pb.GetModelResponse:
+        return await self._proxied(
+            "GetModel", grpc_context, lambda: self.core.get_model(request), pb.GetModelResponse()
+        )
+
+    async def CountTokens(
+        self, request: pb.CountTokensRequest, grpc_context: RayServegRPCContext
+    ) -> pb.CountTokensResponse:
+        return await self._proxied(
+            "CountTokens", grpc_context, lambda: self.core.count_tokens(request), pb.CountTokensResponse()
+        )
+
+    async def EmbedStream(
+        self, request_stream: AsyncIterator[pb.EmbedStreamRequest], grpc_context: RayServegRPCContext
+    ) -> AsyncIterator[pb.EmbedStreamResponse]:
+        try:
+            self.auth.check(grpc_context.invocation_metadata())
+        except EmbedpoolError as exc:
+            grpc_context.set_code(exc.code)
+            grpc_context.set_details(exc.message)
+            return
+        async for response in self.core.embed_stream(request_stream):
+            yield response
+
+    async def Check(
+        self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext
+    ) -> health_pb2.HealthCheckResponse:
+        """grpc.health.v1 through Ray's proxy: the same answers as the direct port. Never needs a token."""
+        status = self.statuses.get(request.service)
+        if status is None:
+            grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
+            grpc_context.set_details(f"unknown service {request.service!r}; use '', a model or model/variant")
+            return health_pb2.HealthCheckResponse()
+        return health_pb2.HealthCheckResponse(status=status)  # type: ignore[arg-type]

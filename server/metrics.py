@@ -1,0 +1,66 @@
+"""Prometheus metrics through Ray Serve's metrics API, tagged per model variant.
+
+Ray exports them on each node's metrics port (`ray start --metrics-export-port`)
+with the `ray_` prefix, e.g. `ray_embedpool_batch_size_bucket`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from typing import Any
+
+from ray.serve import metrics
+
+_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+_MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
+_TOKEN_BUCKETS = [8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384]
+
+
+class ReplicaMetrics:
+    """Batch size, queue and inference time, tokens per request, for one variant."""
+
+    def __init__(self, model: str, variant: str) -> None:
+        tags = {"model": model, "variant": variant}
+        keys = ("model", "variant")
+        self.batch_size = metrics.Histogram(
+            "embedpool_batch_size", "Texts per model forward pass.", _SIZE_BUCKETS, keys
+        )
+        self.inference_ms = metrics.Histogram(
+            "embedpool_inference_ms", "Model time per batch, ms.", _MS_BUCKETS, keys
+        )
+        self.queue_ms = metrics.Histogram(
+            "embedpool_queue_ms", "Time from arrival to the start of its batch, ms.", _MS_BUCKETS, keys
+        )
+        self.tokens = metrics.Histogram(
+            "embedpool_request_tokens", "Input tokens per request.", _TOKEN_BUCKETS, keys
+        )
+        for m in (self.batch_size, self.inference_ms, self.queue_ms, self.tokens):
+            m.set_default_tags(tags)
+        self._sizes: Tally[int] = Tally()
+        self._batches = 0
+
+    def batch(self, texts: int, inference_ns: int) -> None:
+        self.batch_size.observe(texts)
+        self.inference_ms.observe(inference_ns / 1e6)
+        self._sizes[texts] += 1
+        self._batches += 1
+
+    def request(self, tokens: int, queue_ns: int) -> None:
+        self.tokens.observe(tokens)
+        self.queue_ms.observe(queue_ns / 1e6)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"batches": self._batches, "batch_sizes": dict(self._sizes)}
+
+
+class RouterMetrics:
+    """Requests by method and status code, per model variant."""
+
+    def __init__(self) -> None:
+        self.requests = metrics.Counter(
+            "embedpool_requests", "Requests by method, model, variant and gRPC status code.",
+            ("method", "model", "variant", "code"),
+        )
+
+    def request(self, method: str, model: str, variant: str, code: str) -> None:
+        self.requests.inc(tags={"method": method, "model": model, "variant": variant, "code": code})

@@ -1,0 +1,247 @@
+"""The pool's front: validates, resolves the model variant, batches, merges.
+
+Plain asyncio with no Ray import: `VariantBackend` is how it reaches a model
+variant (a Ray deployment handle in the pool, a fake in unit tests). Both the
+Ray Serve ingress methods and the in-replica gRPC server call into this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Protocol
+
+from embedpool.server import convert
+from embedpool.server.dispatcher import Dispatcher
+from embedpool.server.errors import EmbedpoolError, InvalidArgument
+from embedpool.server.scoring import score_matrix
+from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
+from embedpool.v1 import embedding_service_pb2 as pb
+
+if TYPE_CHECKING:
+    from embedpool.server.catalogue import Catalogue, ModelConfig, VariantConfig
+
+
+class VariantBackend(Protocol):
+    async def embed(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]: ...
+    async def describe(self) -> VariantDescription: ...
+    async def count_tokens(
+        self, texts: list[str], input_type: InputType, prompt: str | None, prompt_name: str | None
+    ) -> list[int]: ...
+    async def ping(self) -> None: ...
+
+
+class RouterCore:
+    def __init__(self, catalogue: Catalogue, backends: dict[str, VariantBackend], max_in_flight: int = 2) -> None:
+        self.catalogue = catalogue
+        self.backends = backends
+        self.limits = catalogue.limits
+        self.dispatchers: dict[str, Dispatcher] = {}
+        self._descriptions: dict[str, VariantDescription] = {}
+        self._describing: dict[str, asyncio.Task[VariantDescription]] = {}
+        for model in catalogue.models:
+            for variant in model.variants:
+                name = catalogue.deployment_name(model.name, variant.name)
+                backend = backends[name]
+                self.dispatchers[name] = Dispatcher(
+                    backend.embed,
+                    max_batch_texts=variant.batching.max_batch_size,
+                    max_in_flight=max(max_in_flight, max_in_flight * variant.autoscaling.max_replicas),
+                    max_queued_requests=catalogue.limits.max_queued_requests,
+                    name=name,
+                )
+
+    # ---- resolution -------------------------------------------------------
+
+    def resolve(self, sel: pb.ModelSelector | None) -> tuple[ModelConfig, VariantConfig, str]:
+        model, variant, backend, device = convert.selector(sel or pb.ModelSelector())
+        m, v = self.catalogue.resolve(model, variant, backend, device)
+        return m, v, self.catalogue.deployment_name(m.name, v.name)
+
+    async def description(self, deployment: str) -> VariantDescription:
+        """The variant's dimensions and limits, asked of a replica once and kept."""
+        if deployment in self._descriptions:
+            return self._descriptions[deployment]
+        task = self._describing.get(deployment)
+        if task is None or (task.done() and task.exception() is not None):
+            task = asyncio.ensure_future(self.backends[deployment].describe())
+            self._describing[deployment] = task
+        desc = await asyncio.shield(task)
+        self._descriptions[deployment] = desc
+        return desc
+
+    # ---- Embed --------------------------------------------------------------
+
+    async def embed(self, req: pb.EmbedRequest, deadline: float | None = None) -> pb.EmbedResponse:
+        arrived = time.monotonic_ns()
+        m, v, name = self.resolve(req.model if req.HasField("model") else None)
+        item = convert.embed_item(req, self.limits.max_inputs_per_request, time.time_ns())
+        desc = await self.description(name)
+        convert.check_dimensions(item.dimensions, desc.dimensions)
+        out = await self.dispatchers[name].submit(item, deadline)
+        return convert.embed_response(out, req.encoding, m.name, v.name, time.monotonic_ns() - arrived)
+
+    async def embed_stream(
+        self, requests: AsyncIterator[pb.EmbedStreamRequest], deadline: float | None = None
+    ) -> AsyncIterator[pb.EmbedStreamResponse]:
+        """Answer each request as it completes; one failure ends only that request."""
+        done: asyncio.Queue[pb.EmbedStreamResponse | None] = asyncio.Queue()
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def one(msg: pb.EmbedStreamRequest) -> None:
+            try:
+                if not msg.HasField("request"):
+                    raise InvalidArgument("EmbedStreamRequest.request is unset")
+                resp = await self.embed(msg.request, deadline)
+                await done.put(pb.EmbedStreamResponse(request_id=msg.request_id, response=resp))
+            except EmbedpoolError as exc:
+                err = pb.ErrorStatus(code=exc.code.value[0], message=exc.message)
+                await done.put(pb.EmbedStreamResponse(request_id=msg.request_id, error=err))
+
+        async def pump() -> None:
+            try:
+                async for msg in requests:
+                    task = asyncio.ensure_future(one(msg))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                if tasks:
+                    await asyncio.gather(*list(tasks), return_exceptions=True)
+            finally:
+                await done.put(None)
+
+        reader = asyncio.ensure_future(pump())
+        try:
+            while (resp := await done.get()) is not None:
+                yield resp
+            await reader
+        finally:
+            reader.cancel()
+            for task in list(tasks):
+                task.cancel()
+
+    # ---- Similarity -------------------------------------------------------
+
+    async def similarity(self, req: pb.SimilarityRequest, deadline: float | None = None) -> pb.SimilarityResponse:
+        convert.enum_value(convert.MODES, req.mode, "mode", "SimilarityMode")
+        mode = convert.MODES[req.mode]
+        has_texts = bool(req.queries or req.documents)
+        has_vectors = bool(req.query_vectors or req.document_vectors)
+        if has_texts and has_vectors:
+            raise InvalidArgument("give texts (queries, documents) or vectors (query_vectors, document_vectors), not both")
+        if has_vectors:
+            q = convert.vectors(req.query_vectors, "query_vectors")
+            d = convert.vectors(req.document_vectors, "document_vectors")
+            if q.shape[1] != d.shape[1]:
+                raise InvalidArgument(
+                    f"query_vectors have {q.shape[1]} dimensions but document_vectors have {d.shape[1]}"
+                )
+            return pb.SimilarityResponse(rows=convert.similarity_rows(score_matrix(q, d, mode), req.top_k), mode=req.mode or pb.SIMILARITY_MODE_COSINE)
+        limit = self.limits.max_inputs_per_request
+        convert.check_texts(req.queries, "queries", limit)
+        convert.check_texts(req.documents, "documents", limit)
+        m, v, name = self.resolve(req.model if req.HasField("model") else None)
+        desc = await self.description(name)
+        convert.check_dimensions(req.dimensions, desc.dimensions)
+        arrived = time.time_ns()
+
+        def item(texts: list[str], input_type: InputType) -> EmbedItem:
+            return EmbedItem(
+                texts=texts, input_type=input_type, truncate=req.truncate,
+                dimensions=req.dimensions, arrived_ns=arrived,
+            )
+
+        dispatcher = self.dispatchers[name]
+        qo, do = await asyncio.gather(
+            dispatcher.submit(item(list(req.queries), "query"), deadline),
+            dispatcher.submit(item(list(req.documents), "document"), deadline),
+        )
+        scores = score_matrix(qo.vectors, do.vectors, mode)
+        return pb.SimilarityResponse(
+            rows=convert.similarity_rows(scores, req.top_k),
+            mode=convert.MODE_ENUM[mode],
+            model=m.name,
+            variant=v.name,
+            usage=pb.Usage(
+                input_tokens=qo.input_tokens + do.input_tokens, truncated_inputs=qo.truncated + do.truncated
+            ),
+        )
+
+    # ---- Models and tokens ------------------------------------------------
+
+    async def model_info(self, m: ModelConfig) -> pb.ModelInfo:
+        default_variant = self.catalogue.resolve(m.name, "", None, None)[1]
+        variants = []
+        first: VariantDescription | None = None
+        for v in m.variants:
+            desc = await self.description(self.catalogue.deployment_name(m.name, v.name))
+            first = first or desc
+            if v.name == default_variant.name:
+                first = desc
+            variants.append(
+                pb.VariantInfo(
+                    name=v.name,
+                    backend=convert.BACKEND_ENUM[v.backend],
+                    device=convert.DEVICE_ENUM[v.device],
+                    dtype=desc.dtype,
+                    dimensions=desc.dimensions,
+                    is_default=v.name == default_variant.name,
+                )
+            )
+        assert first is not None
+        return pb.ModelInfo(
+            name=m.name,
+            source=m.source,
+            dimensions=first.dimensions,
+            max_input_tokens=first.max_input_tokens,
+            prompts=first.prompts,
+            query_prompt_name=first.query_prompt_name or "",
+            document_prompt_name=first.document_prompt_name or "",
+            default_similarity=convert.MODE_ENUM[first.similarity],
+            variants=variants,
+            limits=pb.Limits(
+                max_inputs_per_request=self.limits.max_inputs_per_request,
+                max_message_bytes=self.limits.max_message_bytes,
+                max_input_tokens=first.max_input_tokens,
+            ),
+            is_default=m.name == self.catalogue.default_model_name,
+        )
+
+    async def list_models(self, req: pb.ListModelsRequest) -> pb.ListModelsResponse:
+        default = self.catalogue.default_model_name
+        models = sorted(self.catalogue.models, key=lambda m: m.name != default)
+        infos = await asyncio.gather(*(self.model_info(m) for m in models))
+        return pb.ListModelsResponse(models=infos, default_model=default)
+
+    async def get_model(self, req: pb.GetModelRequest) -> pb.GetModelResponse:
+        m, _ = self.catalogue.resolve(req.model, "", None, None)
+        return pb.GetModelResponse(model=await self.model_info(m))
+
+    async def count_tokens(self, req: pb.CountTokensRequest) -> pb.CountTokensResponse:
+        m, _, name = self.resolve(req.model if req.HasField("model") else None)
+        convert.check_texts(req.inputs, "inputs", self.limits.max_inputs_per_request)
+        convert.enum_value(convert.INPUT_TYPES, req.input_type, "input_type", "InputType")
+        if req.prompt and req.prompt_name:
+            raise InvalidArgument("set at most one of prompt and prompt_name")
+        desc = await self.description(name)
+        counts = await self.backends[name].count_tokens(
+            list(req.inputs), convert.INPUT_TYPES[req.input_type], req.prompt or None, req.prompt_name or None
+        )
+        return pb.CountTokensResponse(token_counts=counts, max_input_tokens=desc.max_input_tokens, model=m.name)
+
+    # ---- health -----------------------------------------------------------
+
+    async def variant_health(self, timeout_s: float = 5.0) -> dict[str, bool]:
+        """deployment name -> whether a replica answered a ping in time."""
+
+        async def ok(backend: VariantBackend) -> bool:
+            try:
+                await asyncio.wait_for(backend.ping(), timeout_s)
+                return True
+            except (Exception, asyncio.TimeoutError):
+                return False
+
+        names = list(self.backends)
+        results = await asyncio.gather(*(ok(self.backends[n]) for n in names))
+        return dict(zip(names, results, strict=True))
+

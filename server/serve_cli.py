@@ -1,0 +1,88 @@
+"""`embedpool serve`: start (or join) a Ray cluster, deploy the pool, wait, drain.
+
+Ctrl-C or SIGTERM drains: the Router stops taking calls and finishes in-flight
+ones, Serve shuts down, and a Ray cluster this command started is stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+
+from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="model catalogue (YAML/TOML); default: the bundled all-MiniLM-L6-v2")
+    parser.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT, help="the pool's gRPC port (default %(default)s)")
+    parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="join this Ray cluster (default: $RAY_ADDRESS, else start a local one)",
+    )
+    parser.add_argument(
+        "--ray-grpc-port",
+        type=int,
+        default=0,
+        help="also serve through Ray Serve's gRPC proxy on this port (0: off)",
+    )
+    parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray cluster")
+
+
+def run(args: argparse.Namespace) -> int:
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    from embedpool.server.app import build
+    from embedpool.server.catalogue import load_catalogue
+    from embedpool.server.errors import ConfigError
+
+    try:
+        catalogue = load_catalogue(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    started_ray = not args.address
+    ray.init(
+        address=args.address or "local",
+        num_cpus=args.num_cpus if started_ray else None,
+        include_dashboard=False,
+        logging_level="WARNING",
+        namespace="serve",
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        grpc_options = None
+        if args.ray_grpc_port:
+            grpc_options = gRPCOptions(port=args.ray_grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS)
+        serve.start(
+            proxy_location="HeadOnly" if args.ray_grpc_port else "Disabled",
+            grpc_options=grpc_options,
+        )
+        t0 = time.monotonic()
+        serve.run(build(catalogue, args.port, args.host), name=APP_NAME, route_prefix=f"/{APP_NAME}")
+        host = "localhost" if args.host in ("0.0.0.0", "::") else args.host
+        print(
+            f"embedpool serving {', '.join(m.name for m in catalogue.models)} on {host}:{args.port} "
+            f"(ready in {time.monotonic() - t0:.1f}s)",
+            flush=True,
+        )
+        if args.ray_grpc_port:
+            print(f"also through Ray's gRPC proxy on port {args.ray_grpc_port}", flush=True)
+        stop.wait()
+        print("draining...", flush=True)
+    finally:
+        serve.shutdown()
+        if started_ray:
+            ray.shutdown()
+    print("stopped", flush=True)
+    return 0

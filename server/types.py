@@ -1,0 +1,67 @@
+"""Plain data passed between the router, the model replicas and the model layer.
+
+No Ray or torch imports here: these cross actor boundaries (pickled) and are
+used by unit tests without a cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+InputType = Literal["query", "document"]
+Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
+BackendName = Literal["torch", "onnx", "openvino", "custom"]
+DeviceName = Literal["cpu", "cuda"]
+SimilarityName = Literal["cosine", "dot_product", "euclidean"]
+
+
+@dataclass(slots=True)
+class EmbedItem:
+    """One request's work for one model variant, already validated by the router."""
+
+    texts: list[str]
+    input_type: InputType = "document"
+    # An explicit prompt, or the name of one of the model's prompts; None means
+    # the input type's prompt. The router never sets both.
+    prompt: str | None = None
+    prompt_name: str | None = None
+    truncate: bool = False
+    truncate_left: bool = False
+    normalize: bool = True
+    # 0 means the variant's full (or configured truncate_dim) dimensions.
+    dimensions: int = 0
+    precision: Precision = "float32"
+    # Monotonic arrival time at the pool (time.monotonic_ns()), for queue timing.
+    arrived_ns: int = 0
+
+
+@dataclass(slots=True)
+class EmbedOutput:
+    """The result for one EmbedItem."""
+
+    # (len(texts), dims) float32 for float32; int8/uint8 for quantized
+    # precisions (binary ones packed: ceil(dims / 8) columns).
+    vectors: np.ndarray
+    # Dimensions before binary packing.
+    dimensions: int
+    input_tokens: int
+    truncated: int
+    # Filled by the replica: nanoseconds queued and spent in the model.
+    queue_ns: int = 0
+    inference_ns: int = 0
+
+
+@dataclass(slots=True)
+class VariantDescription:
+    """What a loaded variant reports about itself (for ListModels and validation)."""
+
+    dimensions: int
+    max_input_tokens: int
+    dtype: str
+    prompts: dict[str, str] = field(default_factory=dict)
+    query_prompt_name: str | None = None
+    document_prompt_name: str | None = None
+    similarity: SimilarityName = "cosine"

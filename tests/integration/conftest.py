@@ -1,0 +1,72 @@
+"""One real local Ray cluster and one pool per test session.
+
+The pool serves tests/integration/catalogue.yaml: the bundled MiniLM on torch,
+ONNX (fp32 and dynamic int8) and OpenVINO side by side, plus a custom class.
+It listens on loopback: the pool's own port and Ray's gRPC proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CATALOGUE = Path(__file__).with_name("catalogue.yaml")
+pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Pool:
+    target: str
+    proxy_target: str
+    app_name: str
+
+    def channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(self.target)
+
+
+@pytest.fixture(scope="session")
+def pool() -> Iterator[Pool]:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import ray
+    from ray import serve
+    from ray.serve.config import gRPCOptions
+
+    from embedpool.server.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, build
+    from embedpool.server.catalogue import load_catalogue
+
+    port, proxy_port = free_port(), free_port()
+    ray.init(
+        address="local",
+        num_cpus=8,  # logical: lets the side-by-side variants fit; the machine has 2 cores
+        include_dashboard=False,
+        logging_level="WARNING",
+        namespace="serve",
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}},
+    )
+    try:
+        serve.start(
+            proxy_location="HeadOnly",
+            http_options={"host": "127.0.0.1", "port": free_port()},
+            grpc_options=gRPCOptions(port=proxy_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+        )
+        app = build(load_catalogue(CATALOGUE), grpc_port=port, grpc_host="127.0.0.1")
+        serve.run(app, name=APP_NAME, route_prefix=f"/{APP_NAME}")
+        pool = Pool(f"127.0.0.1:{port}", f"127.0.0.1:{proxy_port}", APP_NAME)
+        grpc.channel_ready_future(pool.channel()).result(timeout=60)
+        yield pool
+    finally:
+        serve.shutdown()
+        ray.shutdown()

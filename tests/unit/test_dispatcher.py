@@ -1,0 +1,109 @@
+"""The router's continuous batcher: coalescing, order, limits, failures, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from embedpool.server.dispatcher import Dispatcher
+from embedpool.server.errors import EmbedpoolError, InvalidArgument, Overloaded, Unavailable
+from embedpool.server.types import EmbedItem, EmbedOutput
+
+
+class SlowModel:
+    """Echoes each text's length as a 1-d vector; records the batches it got."""
+
+    def __init__(self, delay: float = 0.01) -> None:
+        self.delay = delay
+        self.batches: list[list[int]] = []  # texts per request, per batch
+        self.seen: list[str] = []
+        self.fail_with: BaseException | None = None
+
+    async def __call__(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        self.batches.append([len(i.texts) for i in items])
+        self.seen += [t for i in items for t in i.texts]
+        await asyncio.sleep(self.delay)
+        if self.fail_with is not None:
+            raise self.fail_with
+        out: list[EmbedOutput | EmbedpoolError] = []
+        for item in items:
+            if "bad" in item.texts:
+                out.append(InvalidArgument("bad input"))
+            else:
+                vec = np.array([[float(len(t))] for t in item.texts], dtype=np.float32)
+                out.append(EmbedOutput(vectors=vec, dimensions=1, input_tokens=len(item.texts), truncated=0))
+        return out
+
+
+def make(model: SlowModel, **kw: int) -> Dispatcher:
+    opts = {"max_batch_texts": 64, "max_in_flight": 1, "max_queued_requests": 1000} | kw
+    return Dispatcher(model, **opts)
+
+
+async def test_concurrent_requests_coalesce_into_few_batches() -> None:
+    model = SlowModel()
+    d = make(model)
+    outs = await asyncio.gather(*(d.submit(EmbedItem(texts=["x" * i])) for i in range(1, 33)))
+    assert [o.vectors[0, 0] for o in outs] == list(range(1, 33))  # each caller gets its own answer
+    assert model.batches[0] == [1]  # an idle pool sends the first request at once
+    assert len(model.batches) == 2 and sum(model.batches[1]) == 31  # the rest rode together
+
+
+async def test_batches_respect_the_text_budget_and_big_requests_are_split() -> None:
+    model = SlowModel(delay=0)
+    d = make(model, max_batch_texts=8, max_in_flight=4)
+    out = await d.submit(EmbedItem(texts=["x" * (i % 5 + 1) for i in range(30)]))
+    assert out.vectors[:, 0].tolist() == [float(i % 5 + 1) for i in range(30)]
+    assert out.input_tokens == 30
+    assert all(sum(b) <= 8 for b in model.batches)
+
+
+async def test_one_bad_request_does_not_fail_its_batch_companions() -> None:
+    d = make(SlowModel())
+    good, bad = await asyncio.gather(
+        d.submit(EmbedItem(texts=["ok"])), d.submit(EmbedItem(texts=["bad"])), return_exceptions=True
+    )
+    assert isinstance(good, EmbedOutput)
+    assert isinstance(bad, InvalidArgument)
+
+
+async def test_a_failed_hop_fails_every_request_in_it() -> None:
+    model = SlowModel()
+    model.fail_with = Unavailable("replica died")
+    d = make(model)
+    results = await asyncio.gather(*(d.submit(EmbedItem(texts=["a"])) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, Unavailable) for r in results)
+    model.fail_with = None
+    assert (await d.submit(EmbedItem(texts=["ab"]))).vectors[0, 0] == 2.0  # and it keeps serving
+
+
+async def test_queue_bound_gives_overloaded() -> None:
+    d = make(SlowModel(delay=0.05), max_queued_requests=2)
+    first = asyncio.ensure_future(d.submit(EmbedItem(texts=["a"])))  # in flight, not queued
+    await asyncio.sleep(0)
+    queued = [asyncio.ensure_future(d.submit(EmbedItem(texts=["a"]))) for _ in range(2)]
+    await asyncio.sleep(0)
+    with pytest.raises(Overloaded, match="queued"):
+        await d.submit(EmbedItem(texts=["a"]))
+    await asyncio.gather(first, *queued)
+
+
+async def test_cancelled_and_expired_requests_are_dropped_before_they_are_sent() -> None:
+    import time
+
+    model = SlowModel(delay=0.05)
+    d = make(model)
+    first = asyncio.ensure_future(d.submit(EmbedItem(texts=["a"])))
+    await asyncio.sleep(0)
+    gone = asyncio.ensure_future(d.submit(EmbedItem(texts=["bb"])))
+    expired = asyncio.ensure_future(d.submit(EmbedItem(texts=["ccc"]), deadline=time.monotonic() + 0.01))
+    kept = asyncio.ensure_future(d.submit(EmbedItem(texts=["dddd"])))
+    await asyncio.sleep(0)
+    gone.cancel()
+    await first
+    assert (await kept).vectors[0, 0] == 4.0
+    with pytest.raises(EmbedpoolError, match="deadline"):
+        await expired
+    assert model.seen == ["a", "dddd"]  # neither the cancelled nor the expired one reached the model
