@@ -1,5 +1,5 @@
-"""What EmbeddingClient and AsyncEmbeddingClient share besides request building: settings,
-cached server limits, local math and the conversions of the LlamaIndex surface."""
+"""What EmbeddingClient and AsyncEmbeddingClient share apart from request building
+(in _request): settings, the cached server limit, local similarity and mean_agg."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 
 from ._options import ClientOptions
-from ._request import batch_size
+from ._request import EmbedSpec, InputTypeName, batch_size
 from .errors import EmbedpoolError
 from .similarity import SimilarityMode, VectorLike, similarity
 
@@ -70,6 +70,10 @@ class ClientBase:
     ) -> float:
         """Score two vectors locally, with LlamaIndex's math (see ``embedpool.similarity``)."""
         return similarity(embedding1, embedding2, mode)
+
+    def _spec(self, input_type: InputTypeName) -> EmbedSpec:
+        """The client's default settings for one input type (LlamaIndex methods, count_tokens)."""
+        return EmbedSpec.resolve(self._options, input_type=input_type)
 
     def _check_open(self) -> None:
         if self._closed:

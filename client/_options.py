@@ -116,8 +116,9 @@ class ClientOptions:
         ]
         if self.keepalive_time_ms is not None:
             options.append(("grpc.keepalive_time_ms", self.keepalive_time_ms))
-        options.extend(self.channel_options)
-        return options
+        # gRPC keeps the first of duplicate keys, so the caller's options replace ours.
+        overridden = {key for key, _ in self.channel_options}
+        return [opt for opt in options if opt[0] not in overridden] + list(self.channel_options)
 
     def channel_credentials(self) -> grpc.ChannelCredentials | None:
         """For a channel the client builds: TLS credentials carrying the bearer

@@ -256,17 +256,19 @@ def similarity_request(
 ) -> pb.SimilarityRequest:
     if top_k < 0:
         raise InvalidInputError(f"top_k must not be negative, not {top_k}")
-    return pb.SimilarityRequest(
-        model=options.selector(),
+    request = pb.SimilarityRequest(
         queries=queries,
         documents=documents,
         query_vectors=query_vectors,
         document_vectors=document_vectors,
         mode=SimilarityMode.parse(mode).to_proto(),
         top_k=top_k,
-        truncate=options.truncate,
-        dimensions=options.dimensions,
     )
+    if queries or documents:  # the text-only fields
+        request.model.CopyFrom(options.selector())
+        request.truncate = options.truncate
+        request.dimensions = options.dimensions
+    return request
 
 
 def ranked_rows(resp: pb.SimilarityResponse, n_queries: int) -> list[list[tuple[int, float]]]:

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 import grpc
 
-from .errors import DeadlineExceededError, from_rpc_error, rpc_error_code, rpc_error_details
+from .errors import (
+    DeadlineExceededError,
+    from_rpc_error,
+    is_message_size_error,
+    rpc_error_code,
+    rpc_error_details,
+)
 
 __all__ = ["RETRYABLE_CODES", "RETRY_AFTER_KEY", "Attempt", "Deadline", "RetryPolicy"]
 
@@ -115,7 +121,8 @@ class Attempt:
         ``__cause__`` is ``err``.
         """
         code = rpc_error_code(err)
-        if code not in RETRYABLE_CODES or self.retries_done >= self._policy.retries:
+        retryable = code in RETRYABLE_CODES and not is_message_size_error(code, rpc_error_details(err))
+        if not retryable or self.retries_done >= self._policy.retries:
             raise from_rpc_error(err) from err
         delay = self._policy.delay(self.retries_done, retry_after_hint(err))
         remaining = self._deadline.remaining()

@@ -270,9 +270,6 @@ class AsyncEmbeddingClient(ClientBase):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _spec(self, input_type: InputTypeName) -> EmbedSpec:
-        return EmbedSpec.resolve(self._options, input_type=input_type)
-
     def _get_stub(self) -> pb_grpc.EmbeddingServiceAsyncStub:
         self._check_open()
         if self._stub is None:

@@ -74,7 +74,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
 
 def _preview(text: str) -> str:
     flat = " ".join(text.split())
-    return json.dumps(flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…")
+    return json.dumps(
+        flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…", ensure_ascii=False
+    )
 
 
 def _client(args: argparse.Namespace, **kwargs: Any) -> EmbeddingClient:

@@ -10,7 +10,8 @@ message as ``str(exc)`` and the original :class:`grpc.RpcError` as
     ├── InvalidInputError           INVALID_ARGUMENT, OUT_OF_RANGE, FAILED_PRECONDITION
     │                               (also a ValueError; raised for bad local arguments too)
     ├── ModelNotFoundError          NOT_FOUND
-    ├── OverloadedError             RESOURCE_EXHAUSTED (retried first)
+    ├── OverloadedError             RESOURCE_EXHAUSTED (retried first), except gRPC's
+    │                               "message larger than max", an InvalidInputError
     ├── PoolUnavailableError        UNAVAILABLE (retried first)
     ├── DeadlineExceededError       DEADLINE_EXCEEDED, or the client's own deadline ran out
     └── AuthenticationError         UNAUTHENTICATED, PERMISSION_DENIED
@@ -47,6 +48,9 @@ class EmbedpoolError(Exception):
         super().__init__(details)
         self.details = details
         self.code = code
+
+    def __reduce__(self) -> tuple[type[EmbedpoolError], tuple[str, grpc.StatusCode | None]]:
+        return (type(self), (self.details, self.code))
 
     def __repr__(self) -> str:
         code = self.code.name if self.code is not None else None
@@ -121,10 +125,23 @@ def rpc_error_details(err: grpc.RpcError) -> str:
     return code.name if code is not None else repr(err)
 
 
+def is_message_size_error(code: grpc.StatusCode | None, details: str) -> bool:
+    """gRPC's own "message larger than max" failure, which it reports as RESOURCE_EXHAUSTED.
+
+    Unlike an overloaded pool it fails the same way every time, so it is not
+    retried and is raised as InvalidInputError (send fewer inputs per call,
+    or raise ``max_message_bytes``).
+    """
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED and "message larger than max" in details
+
+
 def from_rpc_error(err: grpc.RpcError) -> EmbedpoolError:
     """Build the EmbedpoolError for a failed call; the caller raises it ``from err``.
 
     ``str()`` of the result is the server's message; ``.code`` its status code.
     """
     code = rpc_error_code(err)
-    return error_class_for(code)(rpc_error_details(err), code)
+    details = rpc_error_details(err)
+    if is_message_size_error(code, details):
+        return InvalidInputError(details, code)
+    return error_class_for(code)(details, code)

@@ -261,6 +261,9 @@ class EmbeddingClient(ClientBase):
         """Score documents against a query in the pool: ``(document index, score)``, best first.
 
         ``top_k`` > 0 keeps only the best ``top_k``; 0 returns every document.
+        The pool embeds both sides with the model's own query and document
+        prompts: the Similarity RPC has no prompt fields, so
+        ``query_instruction`` / ``text_instruction`` do not apply here.
         """
         documents = check_texts(documents, "documents")
         if not documents:
@@ -324,9 +327,6 @@ class EmbeddingClient(ClientBase):
         return [int(n) for resp in responses for n in resp.token_counts]
 
     # -- internals --------------------------------------------------------------------------
-
-    def _spec(self, input_type: InputTypeName) -> EmbedSpec:
-        return EmbedSpec.resolve(self._options, input_type=input_type)
 
     def _embed(self, texts: list[str], spec: EmbedSpec, *, show_progress: bool = False) -> EmbedResult:
         self._check_open()

@@ -1,0 +1,93 @@
+"""The embedpool command line, against the fake pool."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import numpy as np
+import pytest
+from embedpool.cli import main
+
+from tests.fakes import DIMS, Failure, FakeServicer, count_tokens
+
+Capsys = pytest.CaptureFixture[str]
+
+
+def test_embed_summary(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+    assert main(["--target", target, "embed", "hello world", "second text"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"model fake-mini (torch-cpu): 2 vector(s) of {DIMS} dimensions")
+    first = pool.expected(["hello world"])[0]
+    assert out[1].startswith(f"[0] dims={DIMS} norm=1.0000 [{first[0]:+.4f}, ")
+    assert out[1].endswith('"hello world"')
+    assert out[2].startswith("[1] ")
+
+
+def test_embed_json_query_and_dimensions(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+    assert main(["embed", "--target", target, "hi", "--query", "--dimensions", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["model"] == "fake-mini" and data["dimensions"] == 8
+    np.testing.assert_allclose(data["embeddings"], pool.expected(["hi"], input_type="query", dimensions=8))
+
+
+def test_similarity_ranking(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+    docs = ["cats purr", "markets fell", "kittens nap"]
+    assert main(["--target", target, "similarity", "cat", *docs, "--top-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["RANK", "SCORE", "DOC", "TEXT"]
+    assert len(lines) == 4 and lines[2].split()[0] == "1" and lines[3].split()[0] == "2"
+    assert main(["--target", target, "similarity", "cat", *docs, "--mode", "euclidean", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["mode"] == "euclidean" and len(data["results"]) == 3
+    scores = [r["score"] for r in data["results"]]
+    assert scores == sorted(scores, reverse=True) and all(s <= 0 for s in scores)
+    assert {r["document"] for r in data["results"]} == set(docs)
+
+
+def test_models(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+    assert main(["--target", target, "models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:2] == ["NAME", "DIMS"]
+    assert lines[1].startswith("fake-mini *") and "torch-cpu*, onnx-cpu" in lines[1]
+    assert main(["--target", target, "models", "--json"]) == 0
+    (model,) = json.loads(capsys.readouterr().out)
+    assert model["name"] == "fake-mini" and model["limits"]["max_inputs_per_request"] == 7
+
+
+def test_tokens(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+    assert main(["--target", target, "tokens", "one two three", "four"]) == 0
+    counts = [int(line.split()[0]) for line in capsys.readouterr().out.splitlines()]
+    assert counts == [count_tokens("one two three"), count_tokens("four")]
+
+
+def test_error_exit_code(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+    pool.fail("Embed", Failure(grpc.StatusCode.INVALID_ARGUMENT, "input 0 is bad"))
+    assert main(["--target", target, "embed", "x"]) == 1
+    assert capsys.readouterr().err.strip() == "error: INVALID_ARGUMENT: input 0 is bad"
+    assert main(["--target", target, "embed", "--model", "nope", "x"]) == 1
+    assert capsys.readouterr().err.startswith("error: NOT_FOUND: unknown model 'nope'")
+
+
+def test_token_option(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+    pool.required_token = "t0k"
+    assert main(["--target", target, "models"]) == 1
+    assert "UNAUTHENTICATED" in capsys.readouterr().err
+    assert main(["--target", target, "--token", "t0k", "models"]) == 0
+
+
+def test_help_and_usage(capsys: Capsys) -> None:
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("embed", "similarity", "models", "tokens", "serve", "bench"):
+        assert command in out
+    assert main([]) == 2
+    assert main(["embed", "x", "--bogus"]) == 2
+
+
+def test_server_commands_are_lazy(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import embedpool.cli as cli
+
+    monkeypatch.setitem(cli._SERVER_COMMANDS, "bench", ("embedpool.server.no_such_module", "benchmark"))
+    assert main(["bench", "--anything", "1"]) == 1
+    assert "install 'embedpool[server]'" in capsys.readouterr().err
