@@ -35,7 +35,7 @@ class ReplicaMetrics:
             "embedpool_request_tokens", "Input tokens per request.", _TOKEN_BUCKETS, keys
         )
         for m in (self.batch_size, self.inference_ms, self.queue_ms, self.tokens):
-            m.set_default_tags(tags)
+            m.set_default_tags(dict(tags))  # Ray adds its own keys to the dict it gets
         self._sizes: Tally[int] = Tally()
         self._batches = 0
 
