@@ -226,7 +226,9 @@ class VariantConfig(_Strict):
         "resources.num_cpus rounded up, at least 1.",
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Dynamic batching.")
-    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replica autoscaling.")
+    autoscaling: AutoscalingConfig = Field(
+        default_factory=AutoscalingConfig, description="Replica autoscaling."
+    )
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig, description="Per-replica resources.")
 
     @field_validator("name")
@@ -245,7 +247,9 @@ class VariantConfig(_Strict):
     def _check_combination(self) -> VariantConfig:
         if self.backend == "custom":
             if self.class_path is None:
-                raise _FieldError("class_path", "the custom backend needs class_path ('package.module:Class')")
+                raise _FieldError(
+                    "class_path", "the custom backend needs class_path ('package.module:Class')"
+                )
             if self.file_name is not None or self.quantize is not None:
                 raise _FieldError(
                     "file_name" if self.file_name is not None else "quantize",
@@ -268,7 +272,9 @@ class VariantConfig(_Strict):
                     "dtype", f"{self.dtype} needs device cuda for the torch backend (CPU runs float32)"
                 )
         if self.file_name is not None and self.backend not in ("onnx", "openvino"):
-            raise _FieldError("file_name", f"is only used by the onnx and openvino backends, not {self.backend}")
+            raise _FieldError(
+                "file_name", f"is only used by the onnx and openvino backends, not {self.backend}"
+            )
         if self.quantize == "dynamic-int8":
             if self.backend != "onnx":
                 raise _FieldError("quantize", "'dynamic-int8' is only available for the onnx backend")
@@ -340,7 +346,9 @@ class ModelConfig(_Strict):
         "'passage', 'corpus'), if the model has one.",
     )
     max_seq_length: int | None = Field(
-        None, ge=1, description="Override of the model's max input tokens (special tokens and prompt included)."
+        None,
+        ge=1,
+        description="Override of the model's max input tokens (special tokens and prompt included).",
     )
     truncate_dim: int | None = Field(
         None, ge=1, description="Matryoshka: serve only the first N dimensions by default."
@@ -386,9 +394,7 @@ class ModelConfig(_Strict):
             seen[variant.name] = index
         flagged = [i for i, v in enumerate(self.variants) if v.default]
         if len(flagged) > 1:
-            raise _FieldError(
-                "variants", f"variants {flagged} are all flagged default; flag at most one"
-            )
+            raise _FieldError("variants", f"variants {flagged} are all flagged default; flag at most one")
         return self
 
     @property
@@ -591,8 +597,8 @@ def _split_field_path(path: str) -> list[int | str]:
 def catalogue_from_dict(data: Any, *, origin: str = "catalogue", base_dir: Path | None = None) -> Catalogue:
     """Validate already-parsed catalogue data. Errors: ConfigError naming the key path.
 
-    ``base_dir`` resolves sources written as './x' or '../x' (relative to the
-    catalogue file).
+    ``base_dir`` resolves sources, cache_dir and custom class files written as
+    './x' or '../x' (relative to the catalogue file).
     """
     if data is None:
         raise ConfigError(f"{origin}: the catalogue is empty; it needs at least a 'models' list")
@@ -606,6 +612,10 @@ def catalogue_from_dict(data: Any, *, origin: str = "catalogue", base_dir: Path 
         for model in catalogue.models:
             if model.source.startswith(("./", "../")):
                 model.source = str((base_dir / model.source).resolve())
+            for variant in model.variants:
+                path, sep, attr = (variant.class_path or "").rpartition(":")
+                if sep and path.endswith(".py") and path.startswith(("./", "../")):
+                    variant.class_path = f"{(base_dir / path).resolve()}:{attr}"
         if catalogue.cache_dir and catalogue.cache_dir.startswith(("./", "../")):
             catalogue.cache_dir = str((base_dir / catalogue.cache_dir).resolve())
     return catalogue

@@ -106,7 +106,9 @@ def instantiate(cls: type[Any], class_kwargs: dict[str, Any], device: str) -> Cu
     try:
         embedder = cls(**kwargs)
     except TypeError as exc:
-        raise ConfigError(f"cannot create {cls.__qualname__} with class_kwargs {class_kwargs!r}: {exc}") from exc
+        raise ConfigError(
+            f"cannot create {cls.__qualname__} with class_kwargs {class_kwargs!r}: {exc}"
+        ) from exc
     problems = []
     for attr in ("dimensions", "max_input_tokens"):
         value = getattr(embedder, attr, None)
@@ -116,7 +118,8 @@ def instantiate(cls: type[Any], class_kwargs: dict[str, Any], device: str) -> Cu
         problems.append("it has no embed(texts, input_type) method")
     prompts = getattr(embedder, "prompts", None)
     if prompts is not None and not (
-        isinstance(prompts, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())
+        isinstance(prompts, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in prompts.items())
     ):
         problems.append("prompts must be a dict of str to str")
     if problems:

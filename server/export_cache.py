@@ -162,8 +162,16 @@ def _versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {}
-    for package in ("sentence-transformers", "transformers", "optimum", "optimum-onnx", "onnxruntime",
-                    "openvino", "optimum-intel", "torch"):
+    for package in (
+        "sentence-transformers",
+        "transformers",
+        "optimum",
+        "optimum-onnx",
+        "onnxruntime",
+        "openvino",
+        "optimum-intel",
+        "torch",
+    ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[package] = metadata.version(package)
     return out
@@ -172,17 +180,31 @@ def _versions() -> dict[str, str]:
 # -- builders -----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _quiet_backend_warnings() -> Iterator[None]:
+    """sentence-transformers advises saving an export next to the source weights (often site-packages);
+    we save it into the cache instead, so that advice is only noise here."""
+    backend_logger = logging.getLogger("sentence_transformers.backend.utils")
+    level = backend_logger.level
+    backend_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        backend_logger.setLevel(level)
+
+
 def _load_for_export(source: str, revision: str | None, backend: str, model_kwargs: dict[str, Any]) -> Any:
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(
-        source,
-        backend=backend,
-        device="cpu",
-        revision=revision,
-        trust_remote_code=False,
-        model_kwargs=model_kwargs,
-    )
+    with _quiet_backend_warnings():
+        return SentenceTransformer(
+            source,
+            backend=backend,
+            device="cpu",
+            revision=revision,
+            trust_remote_code=False,
+            model_kwargs=model_kwargs,
+        )
 
 
 def export_onnx(source: str, revision: str | None, target: Path) -> str:

@@ -110,7 +110,9 @@ def locate_weights(
                 f"model {model_cfg.name!r} variant {variant_cfg.name!r}: file_name {wanted!r} is not in "
                 f"{source.location!r}; fix file_name, or remove it (or set quantize) to export one"
             )
-        logger.warning("%s not in %s: making one with quantize=%s", wanted, source.location, variant_cfg.quantize)
+        logger.warning(
+            "%s not in %s: making one with quantize=%s", wanted, source.location, variant_cfg.quantize
+        )
 
     source_key = {"source": source.location, "revision": revision}
 

@@ -146,7 +146,8 @@ class ModelRunner(ABC):
             except KeyError:
                 available = ", ".join(sorted(prompts)) if prompts else "none"
                 raise InvalidArgument(
-                    f"unknown prompt_name {prompt_name!r} for model {self.model_name!r}; its prompts: {available}"
+                    f"unknown prompt_name {prompt_name!r} for model {self.model_name!r}; "
+                    f"its prompts: {available}"
                 ) from None
         name = (
             self.description.query_prompt_name
@@ -268,7 +269,6 @@ class SentenceTransformerRunner(ModelRunner):
                     f"model {model_cfg.name!r}: {field} {name!r} is not one of its prompts "
                     f"({', '.join(sorted(prompts)) or 'none'})"
                 )
-        # Only prompts the model itself stores belong in model.prompts; ours are applied by us.
         similarity = model_cfg.similarity or _ST_SIMILARITY.get(str(model.similarity_fn_name), "cosine")
 
         raw = self._embed_texts(list(CALIBRATION_CORPUS))
@@ -384,7 +384,7 @@ class SentenceTransformerRunner(ModelRunner):
         """
         out: np.ndarray | None = None
         groups: dict[tuple[str, str], list[int]] = {}
-        for index, key in enumerate(zip(prompts, sides)):
+        for index, key in enumerate(zip(prompts, sides, strict=True)):
             groups.setdefault(key, []).append(index)
         tokenizer = self._tokenizer
         for (prompt, side), members in groups.items():
@@ -637,8 +637,16 @@ class CustomRunner(ModelRunner):
                 results[index] = self._over_long(over[0], counts[over[0]], limit)
                 continue
             texts = by_type.setdefault(item.input_type, [])
-            accepted.append((index, dimensions, item.input_type, len(texts), sum(min(c, limit) for c in counts),
-                             len(over)))
+            accepted.append(
+                (
+                    index,
+                    dimensions,
+                    item.input_type,
+                    len(texts),
+                    sum(min(c, limit) for c in counts),
+                    len(over),
+                )
+            )
             texts.extend(full)
         raw_by_type = {input_type: self._embed(texts, input_type) for input_type, texts in by_type.items()}
         for index, dimensions, input_type, first, tokens, truncated in accepted:

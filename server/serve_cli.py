@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         serve.start(
             proxy_location="HeadOnly" if args.ray_grpc_port else "Disabled",
             grpc_options=grpc_options,
+            logging_config={"enable_access_log": False},
         )
         t0 = time.monotonic()
         serve.run(build(catalogue, args.port, args.host), name=APP_NAME, route_prefix=f"/{APP_NAME}")

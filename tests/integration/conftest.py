@@ -61,6 +61,7 @@ def pool() -> Iterator[Pool]:
             proxy_location="HeadOnly",
             http_options={"host": "127.0.0.1", "port": free_port()},
             grpc_options=gRPCOptions(port=proxy_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
+            logging_config={"enable_access_log": False, "log_level": "WARNING"},
         )
         app = build(load_catalogue(CATALOGUE), grpc_port=port, grpc_host="127.0.0.1")
         serve.run(app, name=APP_NAME, route_prefix=f"/{APP_NAME}")

