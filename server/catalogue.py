@@ -93,7 +93,8 @@ class BatchingConfig(_Strict):
     """Server-side dynamic batching of one variant's requests (Ray Serve @serve.batch)."""
 
     max_batch_size: int = Field(
-        64, ge=1, description="Most requests (EmbedItems) merged into one model call."
+        64, ge=1, description="Most texts in one hop to a replica and in one model call (the router "
+        "cuts bigger requests into chunks of this size)."
     )
     batch_wait_timeout_s: float = Field(
         0.0,
@@ -221,9 +222,10 @@ class VariantConfig(_Strict):
     )
     threads: int | None = Field(
         None,
-        ge=1,
+        ge=0,
         description="Intra-op threads for torch/onnx/openvino in each replica. null: "
-        "resources.num_cpus rounded up, at least 1.",
+        "resources.num_cpus rounded up, at least 1; 0: every core of the replica's machine "
+        "(for a machine given to this one variant).",
     )
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Dynamic batching.")
     autoscaling: AutoscalingConfig = Field(
@@ -316,6 +318,8 @@ class VariantConfig(_Strict):
     @property
     def effective_threads(self) -> int:
         """Intra-op threads for one replica: threads, or num_cpus rounded up (at least 1)."""
+        if self.threads == 0:
+            return os.cpu_count() or 1
         if self.threads is not None:
             return self.threads
         return max(1, int(-(-self.resources.num_cpus // 1)))

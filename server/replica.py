@@ -7,7 +7,6 @@ to accept and batch the next requests while the current batch computes.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +34,9 @@ class ModelReplica:
         self.label = f"{model.name}/{variant.name}"
         # Ray pins OMP/torch to the actor's num_cpus (1 thread when fractional);
         # the variant's budget is decided here on purpose.
-        threads = variant.threads or max(1, math.ceil(variant.resources.num_cpus))
+        threads = variant.effective_threads
         os.environ["OMP_NUM_THREADS"] = str(threads)
-        self.runner = load_runner(model, variant, cache_dir)
+        self.runner = load_runner(model, variant, cache_dir, threads)
         self.runner.set_threads(threads)
         self.runner.warmup()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")

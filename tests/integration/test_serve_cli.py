@@ -1,0 +1,63 @@
+"""`embedpool serve` on the bundled default model: starts, answers, drains on SIGTERM, leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.integration
+BIN = Path(sys.executable).parent
+
+
+def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> None:
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("RAY_ADDRESS", None)
+    proc = subprocess.Popen(
+        [str(BIN / "embedpool"), "serve", "--port", str(port), "--host", "127.0.0.1", "--num-cpus", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "embedpool serving" in line:
+                break
+        assert any("embedpool serving all-minilm-l6-v2 on 127.0.0.1:" in ln for ln in lines), "".join(lines)
+        started = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
+        assert started, "serve started no Ray processes"
+
+        out = subprocess.run(
+            [str(BIN / "embedpool"), "--target", f"127.0.0.1:{port}", "embed", "hello"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout
+        assert "384" in out
+
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, "".join(lines) + rest
+        assert "stopped" in rest
+        time.sleep(2)
+        alive = [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        assert not alive, f"left behind: {alive}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
