@@ -93,8 +93,10 @@ class BatchingConfig(_Strict):
     """Server-side dynamic batching of one variant's requests (Ray Serve @serve.batch)."""
 
     max_batch_size: int = Field(
-        64, ge=1, description="Most texts in one hop to a replica and in one model call (the router "
-        "cuts bigger requests into chunks of this size)."
+        64,
+        ge=1,
+        description="Most texts in one hop to a replica and in one model call (the router "
+        "cuts bigger requests into chunks of this size).",
     )
     batch_wait_timeout_s: float = Field(
         0.0,
@@ -317,7 +319,7 @@ class VariantConfig(_Strict):
 
     @property
     def effective_threads(self) -> int:
-        """Intra-op threads for one replica: threads, or num_cpus rounded up (at least 1)."""
+        """Intra-op threads for one replica: threads (0: every core), or num_cpus rounded up (at least 1)."""
         if self.threads == 0:
             return os.cpu_count() or 1
         if self.threads is not None:

