@@ -111,7 +111,7 @@ class LoadSettings:
     warmup_s: float
     model: str = ""
     variant: str = ""
-    callers_per_channel: int = 8
+    callers_per_channel: int = 0  # 0: one shared channel
     timeout_s: float = 30.0
 
 

@@ -163,6 +163,9 @@ def format_report(results: Sequence[Result]) -> str:
         for code, count in r["errors"].items():
             message = r["error_messages"].get(code) or ""
             lines.append(f"{where}: {count} x {code}" + (f" ({message})" if message else ""))
+    batch1 = next((c["batch1_p50_ms"] for c in ceilings.values() if c.get("batch1_p50_ms")), None)
+    if batch1 is not None:
+        lines.append(f"ceiling: one-text encode() p50 {batch1:.2f} ms")
     for r in runs:
         if r["mode"] == "served" and r["model"]:
             timings = r.get("server_timings_ms") or {}
@@ -173,8 +176,6 @@ def format_report(results: Sequence[Result]) -> str:
                 f"total {_fmt(timings.get('total'), '.2f')}; "
                 f"client CPU {r['client_cpu_cores']:.2f} cores"
             )
-        elif r["mode"] == "in-process" and r.get("batch1_p50_ms") is not None:
-            lines.append(f"ceiling: one-text encode p50 {r['batch1_p50_ms']:.2f} ms")
         metrics = r.get("pool_metrics")
         if metrics:
             lines.append(
@@ -343,11 +344,13 @@ def plot(results: Sequence[Result], path: str) -> None:
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend()
-    s = (served or points)[0]["settings"] if (served or points) else {}
-    if s:
+    if served or points:
+        first = (served or points)[0]
+        s = first["settings"]
+        model = s.get("model") or first.get("model") or "(default)"
         fig.suptitle(
             f"embedpool bench: {s.get('texts_per_call')} text(s)/call, "
-            f"{s['length'][0]}-{s['length'][1]} words, model {s.get('model') or '(default)'}"
+            f"{s['length'][0]}-{s['length'][1]} words, model {model}"
         )
     fig.tight_layout()
     fig.savefig(path, dpi=110)

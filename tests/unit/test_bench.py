@@ -1,4 +1,5 @@
-"""`embedpool bench` against the fake pool: counts, errors, sweeps, plot, metrics, ceiling.
+"""`embedpool bench` against the fake pool (conftest's `target` and `pool` fixtures): counts,
+errors, sweeps, plot, metrics, ceiling.
 
 No timed assertions: the numbers depend on the machine; the tests check shapes and counts.
 """
@@ -19,27 +20,10 @@ import pytest
 from embedpool.cli import main
 from embedpool.server import bench_load, bench_report
 from embedpool.v1 import embedding_service_pb2 as pb
-from tests.fakes import DIMS, Failure, FakePoolServer, FakeServicer
+from tests.fakes import DIMS, Failure, FakeServicer
 
 Capsys = pytest.CaptureFixture[str]
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "max"}
-
-
-@pytest.fixture(scope="module")
-def fake_pool() -> Iterator[FakePoolServer]:
-    with FakePoolServer() as server:
-        yield server
-
-
-@pytest.fixture
-def pool(fake_pool: FakePoolServer) -> FakeServicer:
-    fake_pool.servicer.reset()
-    return fake_pool.servicer
-
-
-@pytest.fixture
-def target(fake_pool: FakePoolServer) -> str:
-    return fake_pool.target
 
 
 def bench(capsys: Capsys, *args: str, rc: int = 0) -> Any:
@@ -101,7 +85,10 @@ def test_some_errors_and_table(target: str, pool: FakeServicer, capsys: Capsys) 
 
 def test_cannot_connect(capsys: Capsys) -> None:
     assert main(["--target", "127.0.0.1:1", "--timeout", "0.3", "bench", "--requests", "1"]) == 1
-    assert "cannot connect to 127.0.0.1:1" in capsys.readouterr().err
+    assert "cannot connect to 127.0.0.1:1 within 0.3s" in capsys.readouterr().err
+    # The connection options work after the subcommand too.
+    assert main(["bench", "--target", "127.0.0.1:1", "--timeout", "0.2", "--requests", "1"]) == 1
+    assert "cannot connect to 127.0.0.1:1 within 0.2s" in capsys.readouterr().err
 
 
 def test_usage_errors(capsys: Capsys) -> None:
