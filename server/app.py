@@ -50,7 +50,9 @@ def replica_options(variant: VariantConfig, max_queued_requests: int) -> dict[st
     return options
 
 
-def build(catalogue: Catalogue, grpc_port: int | None = DEFAULT_GRPC_PORT, grpc_host: str = "0.0.0.0") -> Application:
+def build(
+    catalogue: Catalogue, grpc_port: int | None = DEFAULT_GRPC_PORT, grpc_host: str = "0.0.0.0"
+) -> Application:
     handles: dict[str, Application] = {}
     cache_dir = str(catalogue.resolved_cache_dir())
     for model in catalogue.models:

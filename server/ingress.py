@@ -82,7 +82,9 @@ class Router:
 
     # ---- Ray's gRPC proxy path ------------------------------------------
 
-    async def _proxied(self, method: str, ctx: RayServegRPCContext, call: Callable[[], Awaitable[T]], empty: T) -> T:
+    async def _proxied(
+        self, method: str, ctx: RayServegRPCContext, call: Callable[[], Awaitable[T]], empty: T
+    ) -> T:
         try:
             self.auth.check(ctx.invocation_metadata())
             result = await call()
@@ -96,7 +98,9 @@ class Router:
         return result
 
     async def Embed(self, request: pb.EmbedRequest, grpc_context: RayServegRPCContext) -> pb.EmbedResponse:
-        return await self._proxied("Embed", grpc_context, lambda: self.core.embed(request), pb.EmbedResponse())
+        return await self._proxied(
+            "Embed", grpc_context, lambda: self.core.embed(request), pb.EmbedResponse()
+        )
 
     async def Similarity(
         self, request: pb.SimilarityRequest, grpc_context: RayServegRPCContext
@@ -112,7 +116,9 @@ class Router:
             "ListModels", grpc_context, lambda: self.core.list_models(request), pb.ListModelsResponse()
         )
 
-    async def GetModel(self, request: pb.GetModelRequest, grpc_context: RayServegRPCContext) -> pb.GetModelResponse:
+    async def GetModel(
+        self, request: pb.GetModelRequest, grpc_context: RayServegRPCContext
+    ) -> pb.GetModelResponse:
         return await self._proxied(
             "GetModel", grpc_context, lambda: self.core.get_model(request), pb.GetModelResponse()
         )

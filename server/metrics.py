@@ -58,7 +58,8 @@ class RouterMetrics:
 
     def __init__(self) -> None:
         self.requests = metrics.Counter(
-            "embedpool_requests", "Requests by method, model, variant and gRPC status code.",
+            "embedpool_requests",
+            "Requests by method, model, variant and gRPC status code.",
             ("method", "model", "variant", "code"),
         )
 

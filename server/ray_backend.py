@@ -36,7 +36,9 @@ class RayVariantBackend:
             serve_exceptions.DeploymentUnavailableError,
             serve_exceptions.ReplicaUnavailableError,
         ) as exc:
-            raise Unavailable(f"model variant {self.name} has no live replica right now ({type(exc).__name__}); retry") from exc
+            raise Unavailable(
+                f"model variant {self.name} has no live replica right now ({type(exc).__name__}); retry"
+            ) from exc
 
     async def embed(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
         result: list[EmbedOutput | EmbedpoolError] = await self._call("embed", items)

@@ -33,7 +33,9 @@ class VariantBackend(Protocol):
 
 
 class RouterCore:
-    def __init__(self, catalogue: Catalogue, backends: dict[str, VariantBackend], max_in_flight: int = 2) -> None:
+    def __init__(
+        self, catalogue: Catalogue, backends: dict[str, VariantBackend], max_in_flight: int = 2
+    ) -> None:
         self.catalogue = catalogue
         self.backends = backends
         self.limits = catalogue.limits
@@ -122,13 +124,17 @@ class RouterCore:
 
     # ---- Similarity -------------------------------------------------------
 
-    async def similarity(self, req: pb.SimilarityRequest, deadline: float | None = None) -> pb.SimilarityResponse:
+    async def similarity(
+        self, req: pb.SimilarityRequest, deadline: float | None = None
+    ) -> pb.SimilarityResponse:
         convert.enum_value(convert.MODES, req.mode, "mode", "SimilarityMode")
         mode = convert.MODES[req.mode]
         has_texts = bool(req.queries or req.documents)
         has_vectors = bool(req.query_vectors or req.document_vectors)
         if has_texts and has_vectors:
-            raise InvalidArgument("give texts (queries, documents) or vectors (query_vectors, document_vectors), not both")
+            raise InvalidArgument(
+                "give texts (queries, documents) or vectors (query_vectors, document_vectors), not both"
+            )
         if has_vectors:
             q = convert.vectors(req.query_vectors, "query_vectors")
             d = convert.vectors(req.document_vectors, "document_vectors")
@@ -136,7 +142,10 @@ class RouterCore:
                 raise InvalidArgument(
                     f"query_vectors have {q.shape[1]} dimensions but document_vectors have {d.shape[1]}"
                 )
-            return pb.SimilarityResponse(rows=convert.similarity_rows(score_matrix(q, d, mode), req.top_k), mode=req.mode or pb.SIMILARITY_MODE_COSINE)
+            return pb.SimilarityResponse(
+                rows=convert.similarity_rows(score_matrix(q, d, mode), req.top_k),
+                mode=req.mode or pb.SIMILARITY_MODE_COSINE,
+            )
         limit = self.limits.max_inputs_per_request
         convert.check_texts(req.queries, "queries", limit)
         convert.check_texts(req.documents, "documents", limit)
@@ -147,8 +156,11 @@ class RouterCore:
 
         def item(texts: list[str], input_type: InputType) -> EmbedItem:
             return EmbedItem(
-                texts=texts, input_type=input_type, truncate=req.truncate,
-                dimensions=req.dimensions, arrived_ns=arrived,
+                texts=texts,
+                input_type=input_type,
+                truncate=req.truncate,
+                dimensions=req.dimensions,
+                arrived_ns=arrived,
             )
 
         dispatcher = self.dispatchers[name]
@@ -227,7 +239,9 @@ class RouterCore:
         counts = await self.backends[name].count_tokens(
             list(req.inputs), convert.INPUT_TYPES[req.input_type], req.prompt or None, req.prompt_name or None
         )
-        return pb.CountTokensResponse(token_counts=counts, max_input_tokens=desc.max_input_tokens, model=m.name)
+        return pb.CountTokensResponse(
+            token_counts=counts, max_input_tokens=desc.max_input_tokens, model=m.name
+        )
 
     # ---- health -----------------------------------------------------------
 
@@ -244,4 +258,3 @@ class RouterCore:
         names = list(self.backends)
         results = await asyncio.gather(*(ok(self.backends[n]) for n in names))
         return dict(zip(names, results, strict=True))
-

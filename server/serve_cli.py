@@ -18,7 +18,9 @@ from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNC
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="model catalogue (YAML/TOML); default: the bundled all-MiniLM-L6-v2")
-    parser.add_argument("--port", type=int, default=DEFAULT_GRPC_PORT, help="the pool's gRPC port (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_GRPC_PORT, help="the pool's gRPC port (default %(default)s)"
+    )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
     parser.add_argument(
         "--address",
@@ -63,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         grpc_options = None
         if args.ray_grpc_port:
-            grpc_options = gRPCOptions(port=args.ray_grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS)
+            grpc_options = gRPCOptions(
+                port=args.ray_grpc_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS
+            )
         serve.start(
             proxy_location="HeadOnly" if args.ray_grpc_port else "Disabled",
             grpc_options=grpc_options,

@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import numpy as np
+
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 

@@ -18,27 +18,44 @@ pytestmark = pytest.mark.integration
 CASES = {
     "unknown model": (
         pb.EmbedRequest(model=pb.ModelSelector(model="gpt-embed"), inputs=["x"]),
-        grpc.StatusCode.NOT_FOUND, "unknown model 'gpt-embed'",
+        grpc.StatusCode.NOT_FOUND,
+        "unknown model 'gpt-embed'",
     ),
     "unknown variant": (
         pb.EmbedRequest(model=pb.ModelSelector(variant="tpu"), inputs=["x"]),
-        grpc.StatusCode.NOT_FOUND, "torch-cpu",
+        grpc.StatusCode.NOT_FOUND,
+        "torch-cpu",
     ),
     "empty input list": (pb.EmbedRequest(inputs=[]), grpc.StatusCode.INVALID_ARGUMENT, "inputs is empty"),
-    "empty string": (pb.EmbedRequest(inputs=["ok", ""]), grpc.StatusCode.INVALID_ARGUMENT, "inputs[1] is an empty string"),
-    "too many dimensions": (
-        pb.EmbedRequest(inputs=["x"], dimensions=1000), grpc.StatusCode.INVALID_ARGUMENT, "384 dimensions",
+    "empty string": (
+        pb.EmbedRequest(inputs=["ok", ""]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "inputs[1] is an empty string",
     ),
-    "bad precision": (pb.EmbedRequest(inputs=["x"], precision=42), grpc.StatusCode.INVALID_ARGUMENT, "precision=42"),
+    "too many dimensions": (
+        pb.EmbedRequest(inputs=["x"], dimensions=1000),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "384 dimensions",
+    ),
+    "bad precision": (
+        pb.EmbedRequest(inputs=["x"], precision=42),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "precision=42",
+    ),
     "too many inputs": (
-        pb.EmbedRequest(inputs=["x"] * 513), grpc.StatusCode.INVALID_ARGUMENT, "the limit is 512 per request",
+        pb.EmbedRequest(inputs=["x"] * 513),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "the limit is 512 per request",
     ),
     "over-long input, truncate off": (
-        pb.EmbedRequest(inputs=["short", "word " * 400]), grpc.StatusCode.INVALID_ARGUMENT, "limit is 256",
+        pb.EmbedRequest(inputs=["short", "word " * 400]),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "limit is 256",
     ),
     "prompt and prompt_name": (
         pb.EmbedRequest(inputs=["x"], prompt="a: ", prompt_name="query"),
-        grpc.StatusCode.INVALID_ARGUMENT, "at most one of prompt and prompt_name",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "at most one of prompt and prompt_name",
     ),
 }
 
@@ -90,7 +107,9 @@ def test_over_long_input_is_embedded_when_truncate_is_on(stub: pb_grpc.Embedding
         ),
     ],
 )
-def test_similarity_refusals(stub: pb_grpc.EmbeddingServiceStub, request_: pb.SimilarityRequest, message: str) -> None:
+def test_similarity_refusals(
+    stub: pb_grpc.EmbeddingServiceStub, request_: pb.SimilarityRequest, message: str
+) -> None:
     with pytest.raises(grpc.RpcError) as err:
         stub.Similarity(request_, timeout=60)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -112,7 +131,9 @@ def test_deadline_exceeded(stub: pb_grpc.EmbeddingServiceStub) -> None:
     assert_serving(stub)
 
 
-def test_overload_gives_resource_exhausted_with_a_retry_hint(pool: Pool, stub: pb_grpc.EmbeddingServiceStub) -> None:
+def test_overload_gives_resource_exhausted_with_a_retry_hint(
+    pool: Pool, stub: pb_grpc.EmbeddingServiceStub
+) -> None:
     # The queue bound is 256 requests per variant: 400 concurrent callers on a 2-core
     # machine overflow it. Every call is answered: OK or RESOURCE_EXHAUSTED.
     def call(i: int) -> tuple[grpc.StatusCode, tuple[tuple[str, str], ...]]:
@@ -140,7 +161,11 @@ async def test_a_replica_killed_mid_request_gives_unavailable_then_recovers(pool
     req = pb.EmbedRequest(model=pb.ModelSelector(model="instructor-style"), inputs=["long text " * 40] * 512)
     call = aio.Embed(req, timeout=120)
     await asyncio.sleep(0.3)
-    actors = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith("SERVE_REPLICA::") and f"#{name}#" in a["name"]]
+    actors = [
+        a
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if a["name"].startswith("SERVE_REPLICA::") and f"#{name}#" in a["name"]
+    ]
     assert actors
     for a in actors:
         ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]), no_restart=False)
@@ -150,7 +175,9 @@ async def test_a_replica_killed_mid_request_gives_unavailable_then_recovers(pool
     # Serve replaces the replica; the same request then succeeds.
     for _ in range(60):
         try:
-            r = await aio.Embed(pb.EmbedRequest(model=pb.ModelSelector(model="instructor-style"), inputs=["x"]), timeout=30)
+            r = await aio.Embed(
+                pb.EmbedRequest(model=pb.ModelSelector(model="instructor-style"), inputs=["x"]), timeout=30
+            )
             assert r.variant == "custom-cpu"
             break
         except grpc.RpcError as exc:

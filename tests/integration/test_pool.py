@@ -51,7 +51,9 @@ def test_red_planet_through_embed_and_the_clients_similarity(client: EmbeddingCl
 def test_red_planet_through_the_similarity_rpc(pool: Pool, through: str) -> None:
     # A generated stub that sends no metadata at all, on either port.
     target = pool.target if through == "direct" else pool.proxy_target
-    resp = stub(target).Similarity(pb.SimilarityRequest(queries=[QUERY], documents=DOCUMENTS, top_k=2), timeout=60)
+    resp = stub(target).Similarity(
+        pb.SimilarityRequest(queries=[QUERY], documents=DOCUMENTS, top_k=2), timeout=60
+    )
     assert [r.index for r in resp.rows[0].ranked] == [MARS, resp.rows[0].ranked[1].index]
     assert resp.rows[0].ranked[0].score > resp.rows[0].ranked[1].score
     assert resp.model == "all-minilm-l6-v2" and resp.variant == "torch-cpu"
@@ -89,7 +91,9 @@ def test_backends_side_by_side_and_a_request_can_pick_one(pool: Pool, variant: s
     assert (a * b).sum(1).min() >= bound
     # The Red Planet ranking holds on every backend.
     sim = s.Similarity(
-        pb.SimilarityRequest(model=pb.ModelSelector(variant=variant), queries=[QUERY], documents=DOCUMENTS, top_k=1),
+        pb.SimilarityRequest(
+            model=pb.ModelSelector(variant=variant), queries=[QUERY], documents=DOCUMENTS, top_k=1
+        ),
         timeout=120,
     )
     assert sim.rows[0].ranked[0].index == MARS
@@ -120,7 +124,9 @@ async def test_concurrent_single_text_calls_are_coalesced(pool: Pool) -> None:
     assert len(results) == 64
     after = await replica.stats.remote()
     new_batches = after["batches"] - before["batches"]
-    sizes = {k: after["batch_sizes"].get(k, 0) - before["batch_sizes"].get(k, 0) for k in after["batch_sizes"]}
+    sizes = {
+        k: after["batch_sizes"].get(k, 0) - before["batch_sizes"].get(k, 0) for k in after["batch_sizes"]
+    }
     assert sum(k * v for k, v in sizes.items()) == 64
     assert new_batches < 32, sizes  # 64 single-text calls rode in far fewer forward passes
     assert max(k for k, v in sizes.items() if v) >= 8, sizes
@@ -128,7 +134,9 @@ async def test_concurrent_single_text_calls_are_coalesced(pool: Pool) -> None:
 
 def test_options_dimensions_precision_and_usage(pool: Pool) -> None:
     s = stub(pool.target)
-    r = s.Embed(pb.EmbedRequest(inputs=["hello world"], dimensions=64, precision=pb.PRECISION_UBINARY), timeout=60)
+    r = s.Embed(
+        pb.EmbedRequest(inputs=["hello world"], dimensions=64, precision=pb.PRECISION_UBINARY), timeout=60
+    )
     assert r.dimensions == 64 and len(r.embeddings[0].int_values) == 8 and r.precision == pb.PRECISION_UBINARY
     r = s.Embed(pb.EmbedRequest(inputs=["hello world"], dimensions=128), timeout=60)
     v = np.array(r.embeddings[0].values)
@@ -138,7 +146,7 @@ def test_options_dimensions_precision_and_usage(pool: Pool) -> None:
 
 def test_list_and_get_model(client: EmbeddingClient) -> None:
     models = client.list_models()
-    assert [m.name for m in models][0] == "all-minilm-l6-v2"
+    assert models[0].name == "all-minilm-l6-v2"
     m = client.get_model("all-minilm-l6-v2")
     assert m.dimensions == 384 and m.max_input_tokens == 256
     assert {v.name for v in m.variants} == {"torch-cpu", "onnx-cpu", "onnx-int8", "openvino-cpu"}
@@ -157,7 +165,9 @@ def test_embed_stream_answers_each_request_and_isolates_errors(pool: Pool) -> No
     ]
     out = {r.request_id: r for r in s.EmbedStream(iter(reqs), timeout=60)}
     assert len(out["a"].response.embeddings) == 1 and len(out["c"].response.embeddings) == 2
-    assert out["b"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "empty" in out["b"].error.message
+    assert (
+        out["b"].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "empty" in out["b"].error.message
+    )
 
 
 @pytest.mark.parametrize("through", ["direct", "ray_proxy"])
@@ -165,7 +175,10 @@ def test_health(pool: Pool, through: str) -> None:
     target = pool.target if through == "direct" else pool.proxy_target
     h = health_pb2_grpc.HealthStub(grpc.insecure_channel(target))
     for service in ("", "embedpool.v1.EmbeddingService", "all-minilm-l6-v2", "all-minilm-l6-v2/onnx-int8"):
-        assert h.Check(health_pb2.HealthCheckRequest(service=service), timeout=30).status == health_pb2.HealthCheckResponse.SERVING
+        assert (
+            h.Check(health_pb2.HealthCheckRequest(service=service), timeout=30).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
     with pytest.raises(grpc.RpcError) as err:
         h.Check(health_pb2.HealthCheckRequest(service="no-such-model"), timeout=30)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -175,7 +188,13 @@ def test_reflection_lists_the_service(pool: Pool) -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     r = reflection_pb2_grpc.ServerReflectionStub(grpc.insecure_channel(pool.target))
-    resp = next(iter(r.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=30)))
+    resp = next(
+        iter(
+            r.ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=30
+            )
+        )
+    )
     names = {s.name for s in resp.list_services_response.service}
     assert "embedpool.v1.EmbeddingService" in names and "grpc.health.v1.Health" in names
 

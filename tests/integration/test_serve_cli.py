@@ -47,7 +47,10 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
 
         out = subprocess.run(
             [str(BIN / "embedpool"), "--target", f"127.0.0.1:{port}", "embed", "hello"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout
         assert "384" in out
 
@@ -56,7 +59,9 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
         assert proc.returncode == 0, "".join(lines) + rest
         assert "stopped" in rest
         time.sleep(2)
-        alive = [pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        alive = [
+            pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+        ]
         assert not alive, f"left behind: {alive}"
     finally:
         if proc.poll() is None:

@@ -7,8 +7,8 @@ import json
 import grpc
 import numpy as np
 import pytest
-from embedpool.cli import main
 
+from embedpool.cli import main
 from tests.fakes import DIMS, Failure, FakeServicer, count_tokens
 
 Capsys = pytest.CaptureFixture[str]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+
 from embedpool import (
     AsyncEmbeddingClient,
     AuthenticationError,
@@ -20,7 +21,6 @@ from embedpool import (
     OverloadedError,
     PoolUnavailableError,
 )
-
 from tests.fakes import MAX_TOKENS, Failure, FakePoolServer, FakeServicer
 
 C = grpc.StatusCode

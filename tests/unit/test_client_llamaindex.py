@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from embedpool import AsyncEmbeddingClient, EmbeddingClient, SimilarityMode
 
+from embedpool import AsyncEmbeddingClient, EmbeddingClient, SimilarityMode
 from tests.fakes import DIMS, MAX_INPUTS, FakeServicer
 
 

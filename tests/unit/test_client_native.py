@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from embedpool import AsyncEmbeddingClient, EmbeddingClient, EmbedResult, SimilarityMode, similarity
 from embedpool.v1 import embedding_service_pb2 as pb
-
 from tests.fakes import DIMS, MAX_TOKENS, FakeServicer, count_tokens, quantize
 
 DOCS = ["the cat sat on the mat", "dogs chase cats", "stock markets fell today", "a kitten naps"]

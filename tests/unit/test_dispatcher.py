@@ -73,7 +73,9 @@ async def test_a_failed_hop_fails_every_request_in_it() -> None:
     model = SlowModel()
     model.fail_with = Unavailable("replica died")
     d = make(model)
-    results = await asyncio.gather(*(d.submit(EmbedItem(texts=["a"])) for _ in range(3)), return_exceptions=True)
+    results = await asyncio.gather(
+        *(d.submit(EmbedItem(texts=["a"])) for _ in range(3)), return_exceptions=True
+    )
     assert all(isinstance(r, Unavailable) for r in results)
     model.fail_with = None
     assert (await d.submit(EmbedItem(texts=["ab"]))).vectors[0, 0] == 2.0  # and it keeps serving

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from embedpool import SimilarityMode, similarity
 from embedpool.v1 import embedding_service_pb2 as pb
 
