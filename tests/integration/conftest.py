@@ -21,6 +21,12 @@ CATALOGUE = Path(__file__).with_name("catalogue.yaml")
 pytestmark = pytest.mark.integration
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start a Ray cluster of their own run first, before the shared pool exists:
+    two clusters starting side by side on 2 cores can time out."""
+    items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,10 +67,9 @@ def pool() -> Iterator[Pool]:
             proxy_location="HeadOnly",
             http_options={"host": "127.0.0.1", "port": free_port()},
             grpc_options=gRPCOptions(port=proxy_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
-            logging_config={"enable_access_log": False, "log_level": "WARNING"},
         )
         app = build(load_catalogue(CATALOGUE), grpc_port=port, grpc_host="127.0.0.1")
-        serve.run(app, name=APP_NAME, route_prefix=f"/{APP_NAME}")
+        serve.run(app, name=APP_NAME, route_prefix=f"/{APP_NAME}", logging_config={"enable_access_log": False})
         pool = Pool(f"127.0.0.1:{port}", f"127.0.0.1:{proxy_port}", APP_NAME)
         grpc.channel_ready_future(pool.channel()).result(timeout=60)
         yield pool

@@ -14,7 +14,7 @@ import pytest
 
 from .conftest import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.own_cluster]
 BIN = Path(sys.executable).parent
 
 
