@@ -15,7 +15,6 @@ from __future__ import annotations
 import threading
 
 import numpy as np
-from sentence_transformers import quantize_embeddings
 
 from .errors import InvalidArgument
 
@@ -160,6 +159,10 @@ def postprocess(
         vectors = l2_normalize(vectors)
     if precision == "float32":
         return np.ascontiguousarray(vectors)
+    # Imported here: sentence-transformers costs seconds of CPU to import, which every replica
+    # (custom classes included) would pay at start, i.e. on every scale-up.
+    from sentence_transformers import quantize_embeddings
+
     if precision in ("int8", "uint8"):
         if calibration is None:
             raise InvalidArgument(f"precision {precision} is not available for this model (no calibration)")
