@@ -8,6 +8,12 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+# nginx (Debian's nginx-light) for the TLS front in deploy/tls/ and its test; only where this
+# script may install system packages (root with apt). Elsewhere that test skips, saying why.
+if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light) \
+    || echo "could not install nginx-light: the TLS front test will be skipped"
+fi
 if command -v npm >/dev/null 2>&1; then
   npm ci --no-audit --no-fund --loglevel=error
 fi

@@ -52,6 +52,9 @@ TRUNCATION_DIRECTIONS = (
     pb.TRUNCATION_DIRECTION_RIGHT,
     pb.TRUNCATION_DIRECTION_LEFT,
 )
+# Model, variant and prompt names are short; a longer one is refused before any message echoes
+# it (a status message travels in a header, and gRPC clients drop headers over 8-16 KiB).
+MAX_NAME_CHARS = 256
 
 
 def enum_value(table: dict[int, object] | Sequence[int], value: int, field: str, enum: str) -> None:
@@ -61,7 +64,14 @@ def enum_value(table: dict[int, object] | Sequence[int], value: int, field: str,
         raise InvalidArgument(f"{field}={value} is not a known {enum}; use one of {names}")
 
 
+def check_name(value: str, field: str) -> None:
+    if len(value) > MAX_NAME_CHARS:
+        raise InvalidArgument(f"{field} is {len(value)} characters long; names have at most {MAX_NAME_CHARS}")
+
+
 def selector(sel: pb.ModelSelector) -> tuple[str, str, str | None, str | None]:
+    check_name(sel.model, "model.model")
+    check_name(sel.variant, "model.variant")
     enum_value(BACKENDS, sel.backend, "model.backend", "Backend")
     enum_value(DEVICES, sel.device, "model.device", "Device")
     return sel.model, sel.variant, BACKENDS[sel.backend], DEVICES[sel.device]
@@ -89,6 +99,7 @@ def embed_item(req: pb.EmbedRequest, max_inputs: int, arrived_ns: int) -> EmbedI
     enum_value(TRUNCATION_DIRECTIONS, req.truncation_direction, "truncation_direction", "TruncationDirection")
     if req.prompt and req.prompt_name:
         raise InvalidArgument("set at most one of prompt and prompt_name")
+    check_name(req.prompt_name, "prompt_name")
     return EmbedItem(
         texts=list(req.inputs),
         input_type=INPUT_TYPES[req.input_type],
@@ -147,10 +158,13 @@ def _precision_of(out: EmbedOutput) -> Precision:
     return "float32"
 
 
-def vectors(msgs: Sequence[pb.Vector], field: str) -> np.ndarray:
-    """Caller-given vectors as a matrix; refuses ragged, empty or non-finite ones."""
+def vectors(msgs: Sequence[pb.Vector], field: str, max_count: int) -> np.ndarray:
+    """Caller-given vectors as a matrix; refuses ragged, empty or non-finite ones, and more
+    than ``max_count`` (the score matrix grows with the product of both sides)."""
     if not msgs:
         raise InvalidArgument(f"{field} is empty; send at least one vector")
+    if len(msgs) > max_count:
+        raise InvalidArgument(f"{field} has {len(msgs)} vectors; the limit is {max_count} per request")
     dims = len(msgs[0].values)
     if dims == 0:
         raise InvalidArgument(f"{field}[0] has no values")

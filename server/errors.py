@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import grpc
 
+# A status message travels percent-encoded in a header (up to 12 bytes per character), and
+# gRPC clients drop headers over 8-16 KiB: longer messages are cut, so the caller gets the code.
+MAX_MESSAGE_CHARS = 512
+
+
+def clip_message(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return message[: MAX_MESSAGE_CHARS - 40] + f"... ({len(message)} characters, cut)"
+
 
 class EmbedpoolError(Exception):
     """Base class: an error the caller should see with its message."""
@@ -16,6 +26,7 @@ class EmbedpoolError(Exception):
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
     def __init__(self, message: str) -> None:
+        message = clip_message(message)
         super().__init__(message)
         self.message = message
 
@@ -32,6 +43,12 @@ class NotFound(EmbedpoolError):
 
 
 class Overloaded(EmbedpoolError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class MessageTooLarge(EmbedpoolError):
+    """A message over limits.max_message_bytes (gRPC's own code and wording; never retried)."""
+
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 

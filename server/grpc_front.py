@@ -18,7 +18,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from embedpool.server.auth import TokenAuth
-from embedpool.server.errors import EmbedpoolError, Overloaded
+from embedpool.server.errors import EmbedpoolError, Overloaded, clip_message
 from embedpool.server.router_core import RouterCore
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
@@ -58,7 +58,9 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         except Exception as exc:
             log.exception("%s failed", method)
             self.on_result(method, "INTERNAL")
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            await context.abort(
+                grpc.StatusCode.INTERNAL, clip_message(f"internal error: {type(exc).__name__}: {exc}")
+            )
             raise
         self.on_result(method, "OK")
         return result

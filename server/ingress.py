@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
@@ -20,7 +21,7 @@ from ray.serve.handle import DeploymentHandle
 
 from embedpool.server import grpc_front
 from embedpool.server.auth import TokenAuth
-from embedpool.server.errors import EmbedpoolError
+from embedpool.server.errors import EmbedpoolError, MessageTooLarge
 from embedpool.server.metrics import RouterMetrics
 from embedpool.server.ray_backend import RayVariantBackend
 from embedpool.server.router_core import RouterCore
@@ -82,11 +83,23 @@ class Router:
 
     # ---- Ray's gRPC proxy path ------------------------------------------
 
+    def _check_size(self, request: Message) -> None:
+        """Ray's proxy takes messages up to 2 GiB; hold its callers to the pool's own limit."""
+        size, limit = request.ByteSize(), self.core.limits.max_message_bytes
+        if size > limit:
+            raise MessageTooLarge(f"Received message larger than max ({size} vs. {limit})")
+
     async def _proxied(
-        self, method: str, ctx: RayServegRPCContext, call: Callable[[], Awaitable[T]], empty: T
+        self,
+        method: str,
+        ctx: RayServegRPCContext,
+        call: Callable[[], Awaitable[T]],
+        empty: T,
+        request: Message,
     ) -> T:
         try:
             self.auth.check(ctx.invocation_metadata())
+            self._check_size(request)
             result = await call()
         except EmbedpoolError as exc:
             self._count(method, exc.code.name)
@@ -99,35 +112,47 @@ class Router:
 
     async def Embed(self, request: pb.EmbedRequest, grpc_context: RayServegRPCContext) -> pb.EmbedResponse:
         return await self._proxied(
-            "Embed", grpc_context, lambda: self.core.embed(request), pb.EmbedResponse()
+            "Embed", grpc_context, lambda: self.core.embed(request), pb.EmbedResponse(), request
         )
 
     async def Similarity(
         self, request: pb.SimilarityRequest, grpc_context: RayServegRPCContext
     ) -> pb.SimilarityResponse:
         return await self._proxied(
-            "Similarity", grpc_context, lambda: self.core.similarity(request), pb.SimilarityResponse()
+            "Similarity",
+            grpc_context,
+            lambda: self.core.similarity(request),
+            pb.SimilarityResponse(),
+            request,
         )
 
     async def ListModels(
         self, request: pb.ListModelsRequest, grpc_context: RayServegRPCContext
     ) -> pb.ListModelsResponse:
         return await self._proxied(
-            "ListModels", grpc_context, lambda: self.core.list_models(request), pb.ListModelsResponse()
+            "ListModels",
+            grpc_context,
+            lambda: self.core.list_models(request),
+            pb.ListModelsResponse(),
+            request,
         )
 
     async def GetModel(
         self, request: pb.GetModelRequest, grpc_context: RayServegRPCContext
     ) -> pb.GetModelResponse:
         return await self._proxied(
-            "GetModel", grpc_context, lambda: self.core.get_model(request), pb.GetModelResponse()
+            "GetModel", grpc_context, lambda: self.core.get_model(request), pb.GetModelResponse(), request
         )
 
     async def CountTokens(
         self, request: pb.CountTokensRequest, grpc_context: RayServegRPCContext
     ) -> pb.CountTokensResponse:
         return await self._proxied(
-            "CountTokens", grpc_context, lambda: self.core.count_tokens(request), pb.CountTokensResponse()
+            "CountTokens",
+            grpc_context,
+            lambda: self.core.count_tokens(request),
+            pb.CountTokensResponse(),
+            request,
         )
 
     async def EmbedStream(
@@ -139,8 +164,18 @@ class Router:
             grpc_context.set_code(exc.code)
             grpc_context.set_details(exc.message)
             return
-        async for response in self.core.embed_stream(request_stream):
-            yield response
+
+        async def sized() -> AsyncIterator[pb.EmbedStreamRequest]:
+            async for msg in request_stream:
+                self._check_size(msg)
+                yield msg
+
+        try:
+            async for response in self.core.embed_stream(sized()):
+                yield response
+        except EmbedpoolError as exc:  # a message over the size limit ends the stream, as gRPC would
+            grpc_context.set_code(exc.code)
+            grpc_context.set_details(exc.message)
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext

@@ -29,7 +29,11 @@ class RayVariantBackend:
                 f"model variant {self.name} is at its queue limit; retry with backoff or add replicas"
             ) from exc
         except EmbedpoolError as exc:  # raised in the replica; Ray wraps it, keep the original
-            raise type(exc)(exc.message) from None
+            # exc is a RayTaskError(<ours>) subclass: rebuild our own class, not Ray's wrapper.
+            cause = getattr(exc, "cause", exc)
+            original = cause if isinstance(cause, EmbedpoolError) else exc
+            own = next(c for c in type(original).__mro__ if not issubclass(c, ray_exceptions.RayError))
+            raise own(original.message) from None
         except (
             ray_exceptions.RayActorError,
             ray_exceptions.ActorUnavailableError,

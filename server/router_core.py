@@ -8,19 +8,24 @@ Ray Serve ingress methods and the in-replica gRPC server call into this.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
+import grpc
+
 from embedpool.server import convert
 from embedpool.server.dispatcher import Dispatcher
-from embedpool.server.errors import EmbedpoolError, InvalidArgument
+from embedpool.server.errors import EmbedpoolError, InvalidArgument, clip_message
 from embedpool.server.scoring import score_matrix
-from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
+from embedpool.server.types import EmbedItem, EmbedOutput, InputType, SimilarityName, VariantDescription
 from embedpool.v1 import embedding_service_pb2 as pb
 
 if TYPE_CHECKING:
     from embedpool.server.catalogue import Catalogue, ModelConfig, VariantConfig
+
+log = logging.getLogger("embedpool")
 
 
 class VariantBackend(Protocol):
@@ -87,9 +92,16 @@ class RouterCore:
     async def embed_stream(
         self, requests: AsyncIterator[pb.EmbedStreamRequest], deadline: float | None = None
     ) -> AsyncIterator[pb.EmbedStreamResponse]:
-        """Answer each request as it completes; one failure ends only that request."""
+        """Answer each request as it completes; one failure ends only that request.
+
+        At most `limits.max_queued_requests` requests of a stream are in flight or answered
+        but not yet sent: past that, the stream stops reading until the client reads (HTTP/2
+        flow control then holds the client back), so a client that writes without reading
+        cannot grow the router's memory.
+        """
         done: asyncio.Queue[pb.EmbedStreamResponse | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
+        window = asyncio.Semaphore(self.limits.max_queued_requests)
 
         async def one(msg: pb.EmbedStreamRequest) -> None:
             try:
@@ -100,10 +112,16 @@ class RouterCore:
             except EmbedpoolError as exc:
                 err = pb.ErrorStatus(code=exc.code.value[0], message=exc.message)
                 await done.put(pb.EmbedStreamResponse(request_id=msg.request_id, error=err))
+            except Exception as exc:  # every request gets an answer, an unexpected failure too
+                log.exception("EmbedStream request failed")
+                message = clip_message(f"internal error: {type(exc).__name__}: {exc}")
+                err = pb.ErrorStatus(code=grpc.StatusCode.INTERNAL.value[0], message=message)
+                await done.put(pb.EmbedStreamResponse(request_id=msg.request_id, error=err))
 
         async def pump() -> None:
             try:
                 async for msg in requests:
+                    await window.acquire()
                     task = asyncio.ensure_future(one(msg))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
@@ -116,6 +134,7 @@ class RouterCore:
         try:
             while (resp := await done.get()) is not None:
                 yield resp
+                window.release()
             await reader
         finally:
             reader.cancel()
@@ -135,18 +154,10 @@ class RouterCore:
             raise InvalidArgument(
                 "give texts (queries, documents) or vectors (query_vectors, document_vectors), not both"
             )
-        if has_vectors:
-            q = convert.vectors(req.query_vectors, "query_vectors")
-            d = convert.vectors(req.document_vectors, "document_vectors")
-            if q.shape[1] != d.shape[1]:
-                raise InvalidArgument(
-                    f"query_vectors have {q.shape[1]} dimensions but document_vectors have {d.shape[1]}"
-                )
-            return pb.SimilarityResponse(
-                rows=convert.similarity_rows(score_matrix(q, d, mode), req.top_k),
-                mode=req.mode or pb.SIMILARITY_MODE_COSINE,
-            )
         limit = self.limits.max_inputs_per_request
+        if has_vectors:
+            # Up to a message's worth of floats: off the event loop, which keeps serving meanwhile.
+            return await asyncio.get_running_loop().run_in_executor(None, _score_vectors, req, mode, limit)
         convert.check_texts(req.queries, "queries", limit)
         convert.check_texts(req.documents, "documents", limit)
         m, v, name = self.resolve(req.model if req.HasField("model") else None)
@@ -226,6 +237,7 @@ class RouterCore:
         return pb.ListModelsResponse(models=infos, default_model=default)
 
     async def get_model(self, req: pb.GetModelRequest) -> pb.GetModelResponse:
+        convert.check_name(req.model, "model")
         m, _ = self.catalogue.resolve(req.model, "", None, None)
         return pb.GetModelResponse(model=await self.model_info(m))
 
@@ -235,6 +247,7 @@ class RouterCore:
         convert.enum_value(convert.INPUT_TYPES, req.input_type, "input_type", "InputType")
         if req.prompt and req.prompt_name:
             raise InvalidArgument("set at most one of prompt and prompt_name")
+        convert.check_name(req.prompt_name, "prompt_name")
         desc = await self.description(name)
         counts = await self.backends[name].count_tokens(
             list(req.inputs), convert.INPUT_TYPES[req.input_type], req.prompt or None, req.prompt_name or None
@@ -258,3 +271,16 @@ class RouterCore:
         names = list(self.backends)
         results = await asyncio.gather(*(ok(self.backends[n]) for n in names))
         return dict(zip(names, results, strict=True))
+
+
+def _score_vectors(req: pb.SimilarityRequest, mode: SimilarityName, limit: int) -> pb.SimilarityResponse:
+    q = convert.vectors(req.query_vectors, "query_vectors", limit)
+    d = convert.vectors(req.document_vectors, "document_vectors", limit)
+    if q.shape[1] != d.shape[1]:
+        raise InvalidArgument(
+            f"query_vectors have {q.shape[1]} dimensions but document_vectors have {d.shape[1]}"
+        )
+    return pb.SimilarityResponse(
+        rows=convert.similarity_rows(score_matrix(q, d, mode), req.top_k),
+        mode=req.mode or pb.SIMILARITY_MODE_COSINE,
+    )
