@@ -52,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     started_ray = not args.address
+    if started_ray:
+        # Ray runs workers at nice 15 to shield its own daemons; on a node given to the pool the
+        # replicas are the work, and a load generator or sidecar at nice 0 must not starve them.
+        os.environ.setdefault("RAY_worker_niceness", "0")
+        # Ray's gRPC proxy accepts up to 2 GiB by default; hold it to the pool's own limit.
+        os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(catalogue.limits.max_message_bytes))
     ray.init(
         address=args.address or "local",
         num_cpus=args.num_cpus if started_ray else None,
