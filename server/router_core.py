@@ -194,24 +194,37 @@ class RouterCore:
 
     async def model_info(self, m: ModelConfig) -> pb.ModelInfo:
         default_variant = self.catalogue.resolve(m.name, "", None, None)[1]
+        names = {v.name: self.catalogue.deployment_name(m.name, v.name) for v in m.variants}
+        # Describing a scale-to-zero variant would start a replica (a GPU node, say) just to
+        # answer ListModels: use what is known, and ask only always-on or default variants.
+        asked = [
+            v
+            for v in m.variants
+            if names[v.name] in self._descriptions
+            or v.autoscaling.min_replicas > 0
+            or v.name == default_variant.name
+        ]
+        descs = dict(
+            zip(
+                [v.name for v in asked],
+                await asyncio.gather(*(self.description(names[v.name]) for v in asked)),
+                strict=True,
+            )
+        )
+        first = descs[default_variant.name]
         variants = []
-        first: VariantDescription | None = None
         for v in m.variants:
-            desc = await self.description(self.catalogue.deployment_name(m.name, v.name))
-            first = first or desc
-            if v.name == default_variant.name:
-                first = desc
+            desc = descs.get(v.name, first)
             variants.append(
                 pb.VariantInfo(
                     name=v.name,
                     backend=convert.BACKEND_ENUM[v.backend],
                     device=convert.DEVICE_ENUM[v.device],
-                    dtype=desc.dtype,
+                    dtype=desc.dtype if v.name in descs else v.dtype,
                     dimensions=desc.dimensions,
                     is_default=v.name == default_variant.name,
                 )
             )
-        assert first is not None
         return pb.ModelInfo(
             name=m.name,
             source=m.source,
@@ -259,7 +272,11 @@ class RouterCore:
     # ---- health -----------------------------------------------------------
 
     async def variant_health(self, timeout_s: float = 5.0) -> dict[str, bool]:
-        """deployment name -> whether a replica answered a ping in time."""
+        """deployment name -> whether a replica answered a ping in time.
+
+        Scale-to-zero variants (min_replicas 0) are not pinged, since a ping is a request
+        that would keep a replica up; they count as up: a call starts one on demand.
+        """
 
         async def ok(backend: VariantBackend) -> bool:
             try:
@@ -268,9 +285,15 @@ class RouterCore:
             except (Exception, asyncio.TimeoutError):
                 return False
 
-        names = list(self.backends)
+        on_demand = {
+            self.catalogue.deployment_name(m.name, v.name)
+            for m in self.catalogue.models
+            for v in m.variants
+            if v.autoscaling.min_replicas == 0
+        }
+        names = [n for n in self.backends if n not in on_demand]
         results = await asyncio.gather(*(ok(self.backends[n]) for n in names))
-        return dict(zip(names, results, strict=True))
+        return dict(zip(names, results, strict=True)) | dict.fromkeys(on_demand, True)
 
 
 def _score_vectors(req: pb.SimilarityRequest, mode: SimilarityName, limit: int) -> pb.SimilarityResponse:

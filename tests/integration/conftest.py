@@ -69,7 +69,9 @@ def pool() -> Iterator[Pool]:
             grpc_options=gRPCOptions(port=proxy_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
         )
         app = build(load_catalogue(CATALOGUE), grpc_port=port, grpc_host="127.0.0.1")
-        serve.run(app, name=APP_NAME, route_prefix=f"/{APP_NAME}", logging_config={"enable_access_log": False})
+        serve.run(
+            app, name=APP_NAME, route_prefix=f"/{APP_NAME}", logging_config={"enable_access_log": False}
+        )
         pool = Pool(f"127.0.0.1:{port}", f"127.0.0.1:{proxy_port}", APP_NAME)
         grpc.channel_ready_future(pool.channel()).result(timeout=60)
         yield pool
