@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS
+from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
 from embedpool.server.catalogue import Catalogue, catalogue_from_dict
 from embedpool.server.errors import ConfigError
 
@@ -118,8 +118,7 @@ def serve_config(catalogue: Catalogue, options: DeployOptions | None = None) -> 
         "route_prefix": f"/{APP_NAME}",
         "import_path": IMPORT_PATH,
     }
-    if opts.env_vars:
-        app["runtime_env"] = {"env_vars": dict(opts.env_vars)}
+    app["runtime_env"] = {"env_vars": SERVING_ENV | dict(opts.env_vars)}
     app["logging_config"] = {"enable_access_log": opts.access_log}
     app["args"] = {
         "grpc_port": opts.grpc_port,

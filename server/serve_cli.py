@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS
+from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         # Ray runs workers at nice 15 to shield its own daemons; on a node given to the pool the
         # replicas are the work, and a load generator or sidecar at nice 0 must not starve them.
         os.environ.setdefault("RAY_worker_niceness", "0")
+        for key, value in SERVING_ENV.items():
+            os.environ.setdefault(key, value)
         # Ray's gRPC proxy accepts up to 2 GiB by default; hold it to the pool's own limit.
         os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(catalogue.limits.max_message_bytes))
     ray.init(

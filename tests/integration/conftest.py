@@ -50,7 +50,7 @@ def pool() -> Iterator[Pool]:
     from ray import serve
     from ray.serve.config import gRPCOptions
 
-    from embedpool.server.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, build
+    from embedpool.server.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build
     from embedpool.server.catalogue import load_catalogue
 
     port, proxy_port = free_port(), free_port()
@@ -60,7 +60,7 @@ def pool() -> Iterator[Pool]:
         include_dashboard=False,
         logging_level="WARNING",
         namespace="serve",
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}},
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **SERVING_ENV}},
     )
     try:
         serve.start(

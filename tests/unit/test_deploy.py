@@ -18,7 +18,7 @@ from ray.serve._private.build_app import build_app as serve_build_app
 from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
-from embedpool.server.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, build_app
+from embedpool.server.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build_app
 from embedpool.server.catalogue import Catalogue
 from embedpool.server.deploy_config import (
     DeployOptions,
@@ -176,7 +176,7 @@ def test_serve_config_options() -> None:
     assert "grpc_options" not in config  # no Ray gRPC proxy
     assert config["proxy_location"] == "Disabled"
     app = the_app(config)
-    assert app["runtime_env"] == {"env_vars": {"A": "1"}}
+    assert app["runtime_env"] == {"env_vars": {**SERVING_ENV, "A": "1"}}  # the pool's settings, then yours
     assert app["args"]["grpc_port"] == 50999
     # only the cuda variant is placed; the Router and CPU variants go anywhere
     assert app["deployments"] == [
