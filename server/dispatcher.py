@@ -2,9 +2,16 @@
 
 Concurrent small requests are merged into one hop to the model replicas: while
 `max_in_flight` batches are out, new requests wait here and leave together as
-soon as a slot frees. No timer: an idle pool sends a lone request at once (no
-added latency), a busy one sends everything that queued meanwhile (big
-batches). Ray's per-call cost is paid per batch, not per request.
+soon as a slot frees. An idle pool sends a lone request at once (no added
+latency), a busy one sends everything that queued meanwhile (big batches).
+Ray's per-call cost is paid per batch, not per request.
+
+Closed-loop callers re-send only after their answer lands, so right after a
+batch of n requests returns, the queue is nearly empty and the next batch would
+be tiny, the one after it big, and so on. So when a slot frees, the dispatcher
+waits (at most `regroup_s`) until as many requests are queued as the batch that
+just returned held: a steady load keeps its batch size; one caller sending back
+to back waits for nothing (its next request makes the count).
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class Dispatcher:
         max_in_flight: int,
         max_queued_requests: int,
         name: str = "",
+        regroup_s: float = 0.005,
     ) -> None:
         self._send = send
         self.max_batch_texts = max(1, max_batch_texts)
@@ -42,6 +50,9 @@ class Dispatcher:
         self._pending: deque[tuple[EmbedItem, asyncio.Future[EmbedOutput], float | None]] = deque()
         self._in_flight = 0
         self.batches_sent = 0
+        self.regroup_s = regroup_s
+        self._expect = 0  # requests in the batch that last returned
+        self._regroup: asyncio.TimerHandle | None = None
 
     @property
     def queued(self) -> int:
@@ -102,7 +113,17 @@ class Dispatcher:
             texts += len(item.texts)
         return batch
 
+    def _flush(self) -> None:
+        self._regroup = None
+        self._expect = 0
+        self._dispatch()
+
     def _dispatch(self) -> None:
+        if self._regroup is not None:
+            if len(self._pending) < self._expect:
+                return  # still regrouping; the timer or the next arrival calls again
+            self._regroup.cancel()
+            self._regroup = None
         while self._in_flight < self.max_in_flight and self._pending:
             batch = self._take_batch()
             if not batch:
@@ -130,4 +151,8 @@ class Dispatcher:
                     fut.set_result(result)
         finally:
             self._in_flight -= 1
+            self._expect = len(batch)
+            if self.regroup_s > 0 and len(self._pending) < self._expect and self._regroup is None:
+                loop = asyncio.get_running_loop()
+                self._regroup = loop.call_later(self.regroup_s, self._flush)
             self._dispatch()

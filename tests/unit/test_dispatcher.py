@@ -109,3 +109,33 @@ async def test_cancelled_and_expired_requests_are_dropped_before_they_are_sent()
     with pytest.raises(EmbedpoolError, match="deadline"):
         await expired
     assert model.seen == ["a", "dddd"]  # neither the cancelled nor the expired one reached the model
+
+
+async def test_closed_loop_callers_keep_their_batch_size() -> None:
+    # 16 callers that each re-send as soon as their answer lands: without regrouping the
+    # batches alternate tiny/big; with it they stay near 16.
+    model = SlowModel(delay=0.02)
+    d = make(model, max_in_flight=1)
+
+    async def caller() -> None:
+        for _ in range(5):
+            await d.submit(EmbedItem(texts=["x"]))
+            await asyncio.sleep(0.001)  # the network back to the caller and forward again
+
+    await asyncio.gather(*(caller() for _ in range(16)))
+    sizes = [len(b) for b in model.batches]
+    assert sum(sizes) == 80
+    # Without regrouping: [1, 15, 1, 15, ...]. With it: [1, 15, 15, 15, 15, 15, 4].
+    assert len(sizes) <= 7 and sum(s < 8 for s in sizes) <= 2, sizes
+
+
+async def test_a_lone_caller_back_to_back_is_never_held() -> None:
+    import time
+
+    model = SlowModel(delay=0.0)
+    d = make(model, max_in_flight=1)
+    d.regroup_s = 1.0  # would show up at once if a lone caller were made to wait
+    start = time.monotonic()
+    for _ in range(5):
+        await d.submit(EmbedItem(texts=["x"]))
+    assert time.monotonic() - start < 0.5
