@@ -556,9 +556,9 @@ def test_onnx_fp32_matches_torch(runner: Callable[..., ModelRunner], torch_vecto
     assert cosine(vectors, torch_vectors).min() >= 0.9999
 
 
-# Measured on this suite's TEXTS (avx2 quint8 file): min cosine 0.98-0.99; on the 64-sentence
-# calibration corpus min 0.961, mean 0.991 (short texts like "yes" suffer most). Asserted: min >= 0.95
-# per text and mean >= 0.98.
+# Measured (avx2 quint8 file) against torch: on this suite's TEXTS min cosine 0.972, mean 0.989; on the
+# 64-sentence calibration corpus min 0.961, mean 0.991 (very short texts like "yes" suffer most).
+# Asserted with some margin: min >= 0.95 per text, mean >= 0.98.
 ONNX_INT8_MIN_COSINE = 0.95
 ONNX_INT8_MEAN_COSINE = 0.98
 
@@ -589,7 +589,7 @@ def test_openvino_int8_weights_is_close_to_torch(
     r = runner("minilm", "openvino-cpu-int8")
     assert r.description.dtype == "int8-weights"
     vectors = out(r.embed_batch([EmbedItem(texts=TEXTS, truncate=True)])[0]).vectors
-    assert cosine(vectors, torch_vectors).min() >= 0.995  # measured ~0.9996
+    assert cosine(vectors, torch_vectors).min() >= 0.995  # measured: min 0.998, mean 0.9995
 
 
 @pytest.mark.slow
