@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +177,29 @@ class ModelRunner(ABC):
         return EmbedOutput(
             vectors=vectors, dimensions=dimensions, input_tokens=input_tokens, truncated=truncated
         )
+
+    def _finish_all(
+        self,
+        items: Sequence[EmbedItem],
+        results: list[EmbedOutput | EmbedpoolError | None],
+        blocks: Iterable[tuple[int, np.ndarray, int, int, int]],
+    ) -> None:
+        """Post-process each accepted item's raw block; an item's error stays in its own slot."""
+        for index, block, dimensions, tokens, truncated in blocks:
+            try:
+                results[index] = self._finish(items[index], block, dimensions, tokens, truncated)
+            except EmbedpoolError as error:
+                results[index] = error
+
+    @staticmethod
+    def _timed(
+        results: list[EmbedOutput | EmbedpoolError | None], started: int
+    ) -> list[EmbedOutput | EmbedpoolError]:
+        elapsed = time.perf_counter_ns() - started
+        for result in results:
+            if isinstance(result, EmbedOutput):
+                result.inference_ns = elapsed
+        return results  # type: ignore[return-value]
 
     @staticmethod
     def _over_long(index: int, tokens: int, limit: int) -> InvalidArgument:
@@ -465,18 +488,12 @@ class SentenceTransformerRunner(ModelRunner):
                 raw = self._run_rows(rows, row_prompts)
             else:
                 raw = self._run_fallback(row_texts, row_prompts, row_sides)
-            for index, _prompt, dimensions, first_row, tokens, truncated in accepted:
-                item = items[index]
-                block = raw[first_row : first_row + len(item.texts)]
-                try:
-                    results[index] = self._finish(item, block, dimensions, tokens, truncated)
-                except EmbedpoolError as error:
-                    results[index] = error
-        elapsed = time.perf_counter_ns() - started
-        for result in results:
-            if isinstance(result, EmbedOutput):
-                result.inference_ns = elapsed
-        return results  # type: ignore[return-value]
+            blocks = (
+                (index, raw[first : first + len(items[index].texts)], dimensions, tokens, truncated)
+                for index, _prompt, dimensions, first, tokens, truncated in accepted
+            )
+            self._finish_all(items, results, blocks)
+        return self._timed(results, started)
 
 
 def _dtype_label(variant_cfg: VariantConfig, file_name: str | None) -> str:
@@ -649,15 +666,15 @@ class CustomRunner(ModelRunner):
             )
             texts.extend(full)
         raw_by_type = {input_type: self._embed(texts, input_type) for input_type, texts in by_type.items()}
-        for index, dimensions, input_type, first, tokens, truncated in accepted:
-            item = items[index]
-            block = raw_by_type[input_type][first : first + len(item.texts)]
-            try:
-                results[index] = self._finish(item, block, dimensions, tokens, truncated)
-            except EmbedpoolError as error:
-                results[index] = error
-        elapsed = time.perf_counter_ns() - started
-        for result in results:
-            if isinstance(result, EmbedOutput):
-                result.inference_ns = elapsed
-        return results  # type: ignore[return-value]
+        blocks = (
+            (
+                index,
+                raw_by_type[input_type][first : first + len(items[index].texts)],
+                dimensions,
+                tokens,
+                truncated,
+            )
+            for index, dimensions, input_type, first, tokens, truncated in accepted
+        )
+        self._finish_all(items, results, blocks)
+        return self._timed(results, started)
