@@ -31,7 +31,6 @@ class ModelReplica:
 
         model = ModelConfig.model_validate(model_cfg)
         variant = VariantConfig.model_validate(variant_cfg)
-        self.label = f"{model.name}/{variant.name}"
         # Ray pins OMP/torch to the actor's num_cpus (1 thread when fractional);
         # the variant's budget is decided here on purpose.
         threads = variant.effective_threads
@@ -71,8 +70,7 @@ class ModelReplica:
         loop = asyncio.get_running_loop()
         results = await loop.run_in_executor(self._executor, self.runner.embed_batch, flat)
         inference_ns = time.monotonic_ns() - start
-        texts = sum(len(item.texts) for item in flat)
-        self._metrics.batch(texts, inference_ns)
+        self._metrics.batch(_texts_in(calls), inference_ns)
         for item, result in zip(flat, results, strict=True):
             if isinstance(result, EmbedOutput):
                 # arrived_ns is the router's wall clock: across nodes it is as good as NTP.
