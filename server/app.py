@@ -11,6 +11,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from embedpool.server import autoscale
 from embedpool.server.catalogue import Catalogue, VariantConfig, load_catalogue
 from embedpool.server.ingress import Router
 from embedpool.server.replica import ModelReplica
@@ -33,7 +34,7 @@ SERVING_ENV = {
 }
 
 
-def replica_options(variant: VariantConfig, max_queued_requests: int) -> dict[str, Any]:
+def replica_options(variant: VariantConfig, max_queued_requests: int, direct: bool = True) -> dict[str, Any]:
     """Ray Serve deployment options for one variant."""
     scale = variant.autoscaling
     options: dict[str, Any] = {
@@ -56,6 +57,8 @@ def replica_options(variant: VariantConfig, max_queued_requests: int) -> dict[st
             "upscale_delay_s": scale.upscale_delay_s,
             "downscale_delay_s": scale.downscale_delay_s,
         }
+        if direct:  # direct batches bypass Serve's counters; the replicas report them
+            options["autoscaling_config"]["policy"] = {"policy_function": autoscale.POLICY}
     return options
 
 
@@ -64,15 +67,15 @@ def build(
 ) -> Application:
     handles: dict[str, Application] = {}
     cache_dir = str(catalogue.resolved_cache_dir())
+    router = catalogue.router
     for model in catalogue.models:
         model_cfg = model.model_dump(mode="json")
         for variant in model.variants:
             name = catalogue.deployment_name(model.name, variant.name)
-            opts = replica_options(variant, catalogue.limits.max_queued_requests)
+            opts = replica_options(variant, catalogue.limits.max_queued_requests, router.direct)
             handles[name] = ModelReplica.options(name=name, **opts).bind(
-                model_cfg, variant.model_dump(mode="json"), cache_dir
+                model_cfg, variant.model_dump(mode="json"), cache_dir, router.direct
             )
-    router = catalogue.router
     return Router.options(
         num_replicas=router.num_replicas,
         ray_actor_options={"num_cpus": router.num_cpus},

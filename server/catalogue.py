@@ -174,6 +174,12 @@ class RouterConfig(_Strict):
         description="Batches the router keeps in flight per replica of a variant; further requests wait in "
         "the router and leave together as the next batch.",
     )
+    direct: bool = Field(
+        True,
+        description="Send batches to replicas over their own gRPC port (~1 ms per hop) rather than through "
+        "Ray Serve handles (~7 ms on a 2-core machine); the handle stays the fallback. Replicas' ports must "
+        "be reachable from the router's node (they listen on the node IP Ray uses).",
+    )
 
 
 class VariantConfig(_Strict):

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from embedpool.server.auth import TokenAuth
 from embedpool.server.errors import EmbedpoolError, Overloaded, clip_message
-from embedpool.server.router_core import RouterCore
+from embedpool.server.router_core import RESOLVED, RouterCore
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 
@@ -90,6 +90,8 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         except EmbedpoolError as exc:
             await context.abort(exc.code, exc.message)
         async for response in self.core.embed_stream(request_iterator, _deadline(context)):
+            # each stream request resolves in a task of its own: tag from the answer instead
+            RESOLVED.set((response.response.model, response.response.variant))
             self.on_result("EmbedStream", "OK" if response.HasField("response") else "ERROR")
             yield response
 

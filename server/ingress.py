@@ -19,8 +19,9 @@ from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
-from embedpool.server import grpc_front
+from embedpool.server import grpc_front, replica_registry, router_core
 from embedpool.server.auth import TokenAuth
+from embedpool.server.direct_path import DirectVariantBackend
 from embedpool.server.errors import EmbedpoolError, MessageTooLarge
 from embedpool.server.metrics import RouterMetrics
 from embedpool.server.ray_backend import RayVariantBackend
@@ -45,8 +46,17 @@ class Router:
         from embedpool.server.catalogue import Catalogue
 
         cat = Catalogue.model_validate(catalogue)
-        backends = {name: RayVariantBackend(name, h) for name, h in handles.items()}
-        self.core = RouterCore(cat, backends, max_in_flight=max_in_flight)  # type: ignore[arg-type]
+        backends: dict[str, Any] = {name: RayVariantBackend(name, h) for name, h in handles.items()}
+        self.direct: dict[str, DirectVariantBackend] = {}
+        if cat.router.direct:
+            for model in cat.models:
+                for variant in model.variants:
+                    name = cat.deployment_name(model.name, variant.name)
+                    self.direct[name] = DirectVariantBackend(
+                        name, backends[name], variant.batching.max_ongoing_requests
+                    )
+            backends.update(self.direct)
+        self.core = RouterCore(cat, backends, max_in_flight=max_in_flight)
         self.auth = TokenAuth.from_env()
         self.metrics = RouterMetrics()
         self.statuses: dict[str, int] = {}
@@ -58,9 +68,11 @@ class Router:
             )
             log.info("embedpool gRPC listening on %s:%s", grpc_host, grpc_port)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_health())
+        self._discovery_task = asyncio.get_running_loop().create_task(self._watch_replicas())
 
     def _count(self, method: str, code: str) -> None:
-        self.metrics.request(method, "", "", code)
+        model, variant = router_core.RESOLVED.get()  # via the module: Serve pickles this class
+        self.metrics.request(method, model, variant, code)
 
     async def _watch_health(self) -> None:
         while True:
@@ -73,9 +85,24 @@ class Router:
                 log.exception("health check failed")
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
+    async def _watch_replicas(self) -> None:
+        """Keep each variant's direct endpoints in step with what its replicas publish."""
+        if not self.direct:
+            return
+        app = serve.get_replica_context().app_name
+        while True:
+            try:
+                entries = await asyncio.to_thread(replica_registry.discover, app)
+                for name, backend in self.direct.items():
+                    backend.update(e for e in entries if e.deployment == name)
+            except Exception:
+                log.exception("could not read the replicas' direct endpoints")
+            await asyncio.sleep(replica_registry.POLL_S)
+
     async def __del__(self) -> None:
         """Drain: stop taking calls, let in-flight ones finish (Ray waits up to the graceful timeout)."""
         self._health_task.cancel()
+        self._discovery_task.cancel()
         if self.server is not None:
             if self.health is not None:
                 await self.health.enter_graceful_shutdown()

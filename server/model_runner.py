@@ -109,9 +109,23 @@ class ModelRunner(ABC):
 
     # -- the interface ------------------------------------------------------------------------
 
-    @abstractmethod
     def embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
         """Embed every item; each slot holds the item's output or the error that concerns only it."""
+        with self._lock:
+            return self._embed_batch(items)
+
+    def try_embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError] | None:
+        """embed_batch, or None at once when another thread is using the model."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            return self._embed_batch(items)
+        finally:
+            self._lock.release()
+
+    @abstractmethod
+    def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        """embed_batch without the lock."""
 
     @abstractmethod
     def count_tokens(
@@ -317,10 +331,6 @@ class SentenceTransformerRunner(ModelRunner):
         )
 
     # -- public ---------------------------------------------------------------------------------
-
-    def embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        with self._lock:
-            return self._embed_batch(items)
 
     def count_tokens(
         self,
@@ -630,10 +640,6 @@ class CustomRunner(ModelRunner):
                 f"({len(texts)}, {self.full_dimensions})"
             )
         return vectors.astype(np.float32, copy=False)
-
-    def embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        with self._lock:
-            return self._embed_batch(items)
 
     def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
         started = time.perf_counter_ns()

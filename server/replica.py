@@ -1,12 +1,15 @@
 """One Ray Serve deployment per model variant: loads the model, batches, encodes.
 
 Model work runs on one dedicated thread so the replica's event loop stays free
-to accept and batch the next requests while the current batch computes.
+to accept and batch the next requests while the current batch computes. Batches
+arrive through Serve's handle and, faster, through the replica's direct gRPC
+channel (direct_server.py); both meet in the same @serve.batch queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -14,9 +17,16 @@ from typing import Any
 
 from ray import serve
 
-from embedpool.server import metrics
+from embedpool.server import metrics, replica_registry
+from embedpool.server.autoscale import DIRECT_ONGOING
+from embedpool.server.direct_server import DirectServer
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
+
+log = logging.getLogger("ray.serve")
+# Batches up to this many characters (~4k tokens: well under a second of CPU forward) run
+# on the event loop; longer ones on the encode thread, so health checks still get answers.
+INLINE_MAX_CHARS = 16384
 
 
 def _texts_in(calls: list[list[EmbedItem]]) -> int:
@@ -25,7 +35,13 @@ def _texts_in(calls: list[list[EmbedItem]]) -> int:
 
 @serve.deployment(max_ongoing_requests=8)
 class ModelReplica:
-    def __init__(self, model_cfg: dict[str, Any], variant_cfg: dict[str, Any], cache_dir: str | None) -> None:
+    async def __init__(
+        self,
+        model_cfg: dict[str, Any],
+        variant_cfg: dict[str, Any],
+        cache_dir: str | None,
+        direct: bool = True,
+    ) -> None:
         from embedpool.server.catalogue import ModelConfig, VariantConfig
         from embedpool.server.model_runner import load_runner
 
@@ -38,10 +54,42 @@ class ModelReplica:
         self.runner = load_runner(model, variant, cache_dir, threads)
         self.runner.set_threads(threads)
         self.runner.warmup()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode")
+        # OpenMP's thread count is per thread, and Ray started this process with
+        # OMP_NUM_THREADS=1: the encode thread must set its own, or it runs 1-threaded.
+        self._executor = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="encode",
+            initializer=self.runner.set_threads,
+            initargs=(threads,),
+        )
         self.embed.set_max_batch_size(variant.batching.max_batch_size)
         self.embed.set_batch_wait_timeout_s(variant.batching.batch_wait_timeout_s)
         self._metrics = metrics.ReplicaMetrics(model.name, variant.name)
+        self.direct = DirectServer(self.embed)
+        self._heartbeat: asyncio.Task[None] | None = None
+        if direct:
+            import ray
+
+            ctx = serve.get_replica_context()
+            self._key = (ctx.app_name, ctx.deployment, ctx.replica_id.unique_id)
+            await self.direct.start(ray.util.get_node_ip_address())
+            await asyncio.to_thread(self._publish)
+            self._heartbeat = asyncio.get_running_loop().create_task(self._publish_forever())
+
+    def _publish(self) -> None:
+        replica_registry.publish(*self._key, self.direct.address, self.direct.token)
+
+    async def _publish_forever(self) -> None:
+        while True:
+            await asyncio.sleep(replica_registry.HEARTBEAT_S)
+            try:
+                await asyncio.to_thread(self._publish)
+            except Exception:  # the GCS may be restarting: keep serving, try again next beat
+                log.exception("could not publish the direct channel's address")
+
+    async def record_autoscaling_stats(self) -> dict[str, float]:
+        """Batches on the direct channel, which Serve's own request count does not see."""
+        return {DIRECT_ONGOING: float(self.direct.ongoing)}
 
     async def stats(self) -> dict[str, Any]:
         """Batch sizes (in texts) this replica ran, for tests and `embedpool bench`."""
@@ -67,8 +115,15 @@ class ModelReplica:
         flat = [item for call in calls for item in call]
         start = time.monotonic_ns()
         start_wall = time.time_ns()
-        loop = asyncio.get_running_loop()
-        results = await loop.run_in_executor(self._executor, self.runner.embed_batch, flat)
+        results = None
+        if sum(len(text) for item in flat for text in item.texts) <= INLINE_MAX_CHARS:
+            # A short batch runs right here on the event loop: on the encode thread each torch
+            # op waits for the GIL behind Ray's and gRPC's threads (+5-10 ms on a one-text
+            # forward, BENCHMARKS.md), and the loop stalls for one short forward at most.
+            results = self.runner.try_embed_batch(flat)  # None: count_tokens holds the model
+        if results is None:
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(self._executor, self.runner.embed_batch, flat)
         inference_ns = time.monotonic_ns() - start
         self._metrics.batch(_texts_in(calls), inference_ns)
         for item, result in zip(flat, results, strict=True):
@@ -84,5 +139,15 @@ class ModelReplica:
             i += len(call)
         return out
 
-    def __del__(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def __del__(self) -> None:
+        """Drain: Routers stop choosing this replica, direct batches in flight finish."""
+        heartbeat = getattr(self, "_heartbeat", None)  # None too when __init__ failed early
+        if heartbeat is not None:
+            heartbeat.cancel()
+            try:
+                await asyncio.to_thread(replica_registry.unpublish, *self._key)
+            except Exception:
+                log.exception("could not unpublish the direct channel")
+            await self.direct.stop(grace=15)
+        if hasattr(self, "_executor"):
+            self._executor.shutdown(wait=False, cancel_futures=True)

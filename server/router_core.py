@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 import grpc
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from embedpool.server.catalogue import Catalogue, ModelConfig, VariantConfig
 
 log = logging.getLogger("embedpool")
+# The model and variant the current call resolved to, for the request counter's tags: set in
+# resolve(), read by the gRPC layer once the call ends (same task, so no argument threading).
+RESOLVED: ContextVar[tuple[str, str]] = ContextVar("embedpool_resolved", default=("", ""))
 
 
 class VariantBackend(Protocol):
@@ -64,6 +68,7 @@ class RouterCore:
     def resolve(self, sel: pb.ModelSelector | None) -> tuple[ModelConfig, VariantConfig, str]:
         model, variant, backend, device = convert.selector(sel or pb.ModelSelector())
         m, v = self.catalogue.resolve(model, variant, backend, device)
+        RESOLVED.set((m.name, v.name or ""))
         return m, v, self.catalogue.deployment_name(m.name, v.name)
 
     async def description(self, deployment: str) -> VariantDescription:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -97,13 +97,19 @@ def free_port() -> int:
 
 @asynccontextmanager
 async def serving(
-    backend: FakeBackend | None = None, *, auth: TokenAuth | None = None, **limits: int
+    backend: FakeBackend | None = None,
+    *,
+    auth: TokenAuth | None = None,
+    on_result: Callable[[str, str], None] = lambda method, code: None,
+    **limits: int,
 ) -> AsyncIterator[tuple[str, RouterCore, FakeBackend]]:
     """The real grpc_front server over a RouterCore with a FakeBackend, on loopback."""
     backend = backend or FakeBackend()
     core = RouterCore(catalogue(**limits), {DEPLOYMENT: backend})
     port = free_port()
-    server, health = await grpc_front.start_server(core, port, host="127.0.0.1", auth=auth)
+    server, health = await grpc_front.start_server(
+        core, port, host="127.0.0.1", auth=auth, on_result=on_result
+    )
     await grpc_front.set_health(health, grpc_front.health_statuses(core, {DEPLOYMENT: True}))
     try:
         yield f"127.0.0.1:{port}", core, backend

@@ -144,3 +144,28 @@ async def test_an_error_raised_in_a_replica_keeps_its_class_and_message(raised: 
     with pytest.raises(cls) as err:
         await RayVariantBackend("m--v", handle).count_tokens(["x"], "document", None, "nope")  # type: ignore[arg-type]
     assert type(err.value) is cls and err.value.message == "no such prompt"
+
+
+async def test_request_counter_is_tagged_with_the_resolved_model_and_variant() -> None:
+    from embedpool.server.router_core import RESOLVED
+
+    seen: list[tuple[str, str, str, str]] = []
+
+    def on_result(method: str, code: str) -> None:
+        seen.append((method, code, *RESOLVED.get()))
+
+    async def stream() -> AsyncIterator[pb.EmbedStreamRequest]:
+        yield pb.EmbedStreamRequest(request_id="1", request=pb.EmbedRequest(inputs=["a"]))
+
+    async with serving(on_result=on_result) as (target, _, _), grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        await stub.Embed(pb.EmbedRequest(inputs=["a"]), timeout=10)
+        await call_code(stub.Embed(pb.EmbedRequest(inputs=[]), timeout=10))
+        await call_code(stub.Embed(pb.EmbedRequest(model=pb.ModelSelector(model="nope"), inputs=["a"])))
+        [_ async for _ in stub.EmbedStream(stream(), timeout=10)]
+    assert seen == [
+        ("Embed", "OK", "fake", "custom-cpu"),
+        ("Embed", "INVALID_ARGUMENT", "fake", "custom-cpu"),
+        ("Embed", "NOT_FOUND", "", ""),  # nothing resolved: no tags to give
+        ("EmbedStream", "OK", "fake", "custom-cpu"),
+    ]

@@ -1,0 +1,136 @@
+"""The bytes of the Router -> replica direct channel (see direct_path.py).
+
+A batch goes out as JSON (texts and options; no pickle, so a peer that reaches the
+port cannot run code in the replica) and comes back as one JSON header plus the
+vectors' raw bytes, laid end to end:
+
+    4-byte big-endian header length | header JSON | vector bytes of result 0 | result 1 | ...
+
+Each header entry is either {"ok": [dtype, rows, cols, dimensions, tokens, truncated,
+queue_ns, inference_ns]} or {"error": [status code name, message]}.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+import numpy as np
+
+from embedpool.server import errors
+from embedpool.server.types import EmbedItem, EmbedOutput
+
+SERVICE = "embedpool.internal.Replica"
+EMBED_METHOD = f"/{SERVICE}/EmbedBatch"
+TOKEN_HEADER = "x-embedpool-replica-token"
+
+_ITEM_FIELDS = (
+    "texts",
+    "input_type",
+    "prompt",
+    "prompt_name",
+    "truncate",
+    "truncate_left",
+    "normalize",
+    "dimensions",
+    "precision",
+    "arrived_ns",
+)
+_DTYPES = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8}
+_HEADER = struct.Struct(">I")
+# Error classes by status code name; ambiguous codes map to the class the replica raises.
+_ERRORS: dict[str, type[errors.EmbedpoolError]] = {
+    cls.code.name: cls
+    for cls in (
+        errors.EmbedpoolError,
+        errors.InvalidArgument,
+        errors.NotFound,
+        errors.Overloaded,
+        errors.Unavailable,
+        errors.DeadlineExceeded,
+        errors.Unauthenticated,
+    )
+}
+
+
+class WireError(ValueError):
+    """Bytes that are not a well-formed message of this channel."""
+
+
+def encode_items(items: list[EmbedItem]) -> bytes:
+    rows = [[getattr(item, name) for name in _ITEM_FIELDS] for item in items]
+    return json.dumps(rows, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def decode_items(data: bytes) -> list[EmbedItem]:
+    try:
+        rows = json.loads(data)
+        if not isinstance(rows, list):
+            raise WireError("expected a list of items")
+        items = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != len(_ITEM_FIELDS):
+                raise WireError("an item has the wrong shape")
+            item = EmbedItem(**dict(zip(_ITEM_FIELDS, row, strict=True)))
+            if not isinstance(item.texts, list) or not all(isinstance(t, str) for t in item.texts):
+                raise WireError("texts must be a list of strings")
+            items.append(item)
+        return items
+    except (ValueError, TypeError) as exc:  # json's errors are ValueErrors
+        raise WireError(f"malformed batch: {exc}") from exc
+
+
+def encode_results(results: list[EmbedOutput | errors.EmbedpoolError]) -> bytes:
+    header: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for result in results:
+        if isinstance(result, errors.EmbedpoolError):
+            header.append({"error": [result.code.name, result.message]})
+            continue
+        vectors = np.ascontiguousarray(result.vectors)
+        rows, cols = vectors.shape
+        header.append(
+            {
+                "ok": [
+                    vectors.dtype.name,
+                    rows,
+                    cols,
+                    result.dimensions,
+                    result.input_tokens,
+                    result.truncated,
+                    result.queue_ns,
+                    result.inference_ns,
+                ]
+            }
+        )
+        blobs.append(vectors.tobytes())
+    head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
+    return b"".join([_HEADER.pack(len(head)), head, *blobs])
+
+
+def decode_results(data: bytes) -> list[EmbedOutput | errors.EmbedpoolError]:
+    try:
+        (size,) = _HEADER.unpack_from(data)
+        header = json.loads(data[_HEADER.size : _HEADER.size + size])
+        offset = _HEADER.size + size
+        view = memoryview(data)
+        out: list[EmbedOutput | errors.EmbedpoolError] = []
+        for entry in header:
+            if "error" in entry:
+                code, message = entry["error"]
+                out.append(_ERRORS.get(code, errors.EmbedpoolError)(message))
+                continue
+            dtype_name, rows, cols, dimensions, tokens, truncated, queue_ns, inference_ns = entry["ok"]
+            dtype = np.dtype(_DTYPES[dtype_name])
+            end = offset + rows * cols * dtype.itemsize
+            if end > len(data):
+                raise WireError("vector bytes are cut short")
+            vectors = np.frombuffer(view[offset:end], dtype=dtype).reshape(rows, cols)
+            offset = end
+            out.append(EmbedOutput(vectors, dimensions, tokens, truncated, queue_ns, inference_ns))
+        if offset != len(data):
+            raise WireError("trailing bytes after the last vector")
+        return out
+    except (ValueError, TypeError, KeyError, struct.error) as exc:
+        raise WireError(f"malformed results: {exc}") from exc

@@ -1,0 +1,262 @@
+"""The Router -> replica direct channel: wire format, endpoint choice, fallback, auth.
+
+Real grpc.aio servers on 127.0.0.1 (the replica's DirectServer) in front of the fake
+backend; the Serve handle is replaced by a second fake that records what fell back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+
+import grpc
+import numpy as np
+import pytest
+
+from embedpool.server import replica_wire
+from embedpool.server.autoscale import DIRECT_ONGOING, POLICY, direct_aware_policy
+from embedpool.server.direct_path import DirectVariantBackend
+from embedpool.server.direct_server import DirectServer
+from embedpool.server.errors import DeadlineExceeded, EmbedpoolError, InvalidArgument, Overloaded
+from embedpool.server.replica_registry import Entry
+from embedpool.server.types import EmbedItem, EmbedOutput
+from tests.unit.fake_backend import FakeBackend, vector
+
+ITEM = EmbedItem(
+    texts=["héllo\x00wörld", "", "🚀 " * 3],
+    input_type="query",
+    prompt="p: ",
+    prompt_name=None,
+    truncate=True,
+    truncate_left=True,
+    normalize=False,
+    dimensions=8,
+    precision="int8",
+    arrived_ns=123,
+)
+
+
+# ---- wire format -------------------------------------------------------------------------------
+
+
+def test_items_round_trip_every_field() -> None:
+    other = EmbedItem(texts=["x"], prompt_name="query")
+    assert replica_wire.decode_items(replica_wire.encode_items([ITEM, other])) == [ITEM, other]
+
+
+def test_results_round_trip_vectors_and_errors() -> None:
+    results: list[EmbedOutput | EmbedpoolError] = [
+        EmbedOutput(np.arange(6, dtype=np.float32).reshape(2, 3), 3, 7, 1, 11, 22),
+        InvalidArgument("input 0 has 300 tokens"),
+        EmbedOutput(np.array([[1, -2]], dtype=np.int8), 2, 1, 0),
+        Overloaded("busy"),
+        EmbedOutput(np.array([[255, 0, 7]], dtype=np.uint8), 24, 3, 0),
+        DeadlineExceeded("late"),
+    ]
+    back = replica_wire.decode_results(replica_wire.encode_results(results))
+    for sent, got in zip(results, back, strict=True):
+        assert type(got) is type(sent)
+        if isinstance(sent, EmbedOutput):
+            assert isinstance(got, EmbedOutput)
+            assert got.vectors.dtype == sent.vectors.dtype
+            np.testing.assert_array_equal(got.vectors, sent.vectors)
+            assert (got.dimensions, got.input_tokens, got.truncated, got.queue_ns, got.inference_ns) == (
+                sent.dimensions,
+                sent.input_tokens,
+                sent.truncated,
+                sent.queue_ns,
+                sent.inference_ns,
+            )
+        else:
+            assert isinstance(got, EmbedpoolError)
+            assert got.message == sent.message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"{", b'{"a": 1}', b"[[1, 2]]", b'[[1,"q",null,null,false,false,true,0,"float32",0]]'],
+)
+def test_malformed_items_are_refused(data: bytes) -> None:
+    with pytest.raises(replica_wire.WireError):
+        replica_wire.decode_items(data)
+
+
+def test_malformed_results_are_refused() -> None:
+    good = replica_wire.encode_results([EmbedOutput(np.ones((1, 4), np.float32), 4, 1, 0)])
+    for bad in (good[:-1], good + b"x", good[:3], b"\x00\x00\x00\x05[{}]]"):
+        with pytest.raises(replica_wire.WireError):
+            replica_wire.decode_results(bad)
+
+
+# ---- endpoints and fallback ----------------------------------------------------------------------
+
+
+class Replica:
+    """A DirectServer on 127.0.0.1 over a FakeBackend, and its registry entry."""
+
+    def __init__(self, replica_id: str, delay: float = 0.0) -> None:
+        self.model = FakeBackend(delay=delay)
+        self.server = DirectServer(self.model.embed)
+        self.replica_id = replica_id
+        self.published = time.time()
+
+    async def __aenter__(self) -> Replica:
+        await self.server.start("127.0.0.1")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.server.stop(0)
+
+    @property
+    def entry(self) -> Entry:
+        return Entry("v", self.replica_id, self.server.address, self.server.token, self.published)
+
+
+def _check(items: list[EmbedItem], results: list[EmbedOutput | EmbedpoolError]) -> None:
+    for item, result in zip(items, results, strict=True):
+        assert isinstance(result, EmbedOutput)
+        np.testing.assert_array_equal(result.vectors, np.stack([vector(t) for t in item.texts]))
+
+
+async def test_batches_go_direct_and_come_back_whole() -> None:
+    handle = FakeBackend()
+    backend = DirectVariantBackend("v", handle, max_ongoing=4)
+    async with Replica("r1") as replica:
+        backend.update([replica.entry])
+        items = [EmbedItem(texts=["a", "b"]), EmbedItem(texts=["c"])]
+        _check(items, await backend.embed(items))
+    assert replica.model.seen == ["a", "b", "c"]
+    assert handle.seen == []
+    assert (backend.direct_batches, backend.fallback_batches) == (1, 0)
+
+
+async def test_no_endpoint_falls_back_to_the_handle() -> None:
+    handle = FakeBackend()
+    backend = DirectVariantBackend("v", handle, max_ongoing=4)
+    items = [EmbedItem(texts=["a"])]
+    _check(items, await backend.embed(items))
+    assert handle.seen == ["a"]
+    assert backend.fallback_batches == 1
+
+
+async def test_a_dead_replica_is_resent_through_the_handle_and_not_chosen_again() -> None:
+    handle = FakeBackend()
+    backend = DirectVariantBackend("v", handle, max_ongoing=4)
+    async with Replica("r1") as replica:
+        entry = replica.entry
+    backend.update([entry])  # listed, but its server is gone
+    items = [EmbedItem(texts=["a"])]
+    _check(items, await backend.embed(items))
+    assert handle.seen == ["a"]
+    assert backend.endpoints == {}
+    backend.update([entry])  # the same stale publication does not bring it back
+    assert backend.endpoints == {}
+    backend.update([replace(entry, published=entry.published + 1)])  # a newer heartbeat does
+    assert list(backend.endpoints) == ["r1"]
+
+
+async def test_a_wrong_token_is_refused_and_the_batch_falls_back() -> None:
+    handle = FakeBackend()
+    backend = DirectVariantBackend("v", handle, max_ongoing=4)
+    async with Replica("r1") as replica:
+        backend.update([replace(replica.entry, token="guess")])
+        items = [EmbedItem(texts=["a"])]
+        _check(items, await backend.embed(items))
+        assert replica.model.seen == []
+    assert handle.seen == ["a"]
+
+
+async def test_replica_refuses_a_malformed_body_and_a_missing_token() -> None:
+    async with Replica("r1") as replica, grpc.aio.insecure_channel(replica.server.address) as channel:
+        call = channel.unary_unary(replica_wire.EMBED_METHOD)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(b"[1]", metadata=((replica_wire.TOKEN_HEADER, replica.server.token),))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "malformed batch" in (info.value.details() or "")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(replica_wire.encode_items([EmbedItem(texts=["a"])]))
+        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert replica.model.seen == []
+
+
+async def test_least_loaded_endpoint_is_chosen_and_a_full_one_falls_back() -> None:
+    handle = FakeBackend()
+    backend = DirectVariantBackend("v", handle, max_ongoing=1)
+    async with Replica("r1", delay=0.2) as one, Replica("r2", delay=0.2) as two:
+        backend.update([one.entry, two.entry])
+        calls = [backend.embed([EmbedItem(texts=[f"t{i}"])]) for i in range(3)]
+        results = await asyncio.gather(*calls)
+        assert one.server.ongoing == two.server.ongoing == 0
+    assert len(one.model.seen) == len(two.model.seen) == 1  # one each, in parallel
+    assert len(handle.seen) == 1  # both at max_ongoing: the third went through Ray
+    for i, result in enumerate(results):
+        _check([EmbedItem(texts=[f"t{i}"])], result)
+
+
+async def test_replica_counts_ongoing_batches_for_autoscaling() -> None:
+    async with Replica("r1", delay=0.2) as replica:
+        backend = DirectVariantBackend("v", FakeBackend(), max_ongoing=4)
+        backend.update([replica.entry])
+        task = asyncio.ensure_future(backend.embed([EmbedItem(texts=["a"])]))
+        await asyncio.sleep(0.1)
+        assert replica.server.ongoing == 1
+        await task
+        assert replica.server.ongoing == 0
+
+
+async def test_unlisted_endpoints_are_dropped() -> None:
+    backend = DirectVariantBackend("v", FakeBackend(), max_ongoing=4)
+    async with Replica("r1") as one, Replica("r2") as two:
+        backend.update([one.entry, two.entry])
+        assert sorted(backend.endpoints) == ["r1", "r2"]
+        backend.update([two.entry])
+        assert list(backend.endpoints) == ["r2"]
+
+
+async def test_a_replica_error_other_than_transport_is_not_resent() -> None:
+    handle = FakeBackend()
+    backend = DirectVariantBackend("v", handle, max_ongoing=4)
+    async with Replica("r1") as replica:
+        replica.model.fail_with = RuntimeError("model exploded")
+        backend.update([replica.entry])
+        with pytest.raises(EmbedpoolError, match="replica call failed: UNKNOWN"):
+            await backend.embed([EmbedItem(texts=["a"])])
+
+
+# ---- autoscaling -------------------------------------------------------------------------------
+
+
+class _Ctx:
+    def __init__(self, running: int, requests: float, direct: dict[str, float], target: float = 2.0) -> None:
+        self.current_num_replicas = running
+        self.target_num_replicas = running
+        self.total_num_requests = requests
+        self.aggregated_metrics = {DIRECT_ONGOING: direct}
+
+        class Config:
+            @staticmethod
+            def get_target_ongoing_requests() -> float:
+                return target
+
+        self.config = Config()
+
+
+def test_policy_counts_direct_batches_with_serves_own() -> None:
+    desired, _ = direct_aware_policy(_Ctx(2, requests=1, direct={"a": 4.0, "b": 3.0}))
+    assert desired == pytest.approx(4.0)  # (1 + 7) / 2
+    assert direct_aware_policy(_Ctx(1, requests=0, direct={}))[0] == 0
+
+
+def test_policy_is_importable_as_serve_resolves_it() -> None:
+    from ray.serve.config import AutoscalingConfig
+
+    from embedpool.server.app import replica_options
+    from embedpool.server.catalogue import VariantConfig
+
+    variant = VariantConfig.model_validate({"autoscaling": {"min_replicas": 0, "max_replicas": 3}})
+    config = AutoscalingConfig(**replica_options(variant, 10)["autoscaling_config"])
+    assert config.policy.policy_function == POLICY
+    policy = config.policy.get_policy()  # what Serve's controller will run
+    assert policy(_Ctx(2, requests=0, direct={"a": 4.0}))[0] == pytest.approx(2.0)
+    assert "policy" not in replica_options(variant, 10, direct=False)["autoscaling_config"]
