@@ -68,6 +68,7 @@ class DirectVariantBackend:
         self.endpoints: dict[str, Endpoint] = {}
         self._failed: dict[str, float] = {}  # replica id -> the publication that failed
         self._turn = itertools.count()
+        self._closing: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         self.direct_batches = 0
         self.fallback_batches = 0
 
@@ -93,7 +94,10 @@ class DirectVariantBackend:
         self._failed = {rid: ts for rid, ts in self._failed.items() if rid in listed}
 
     def _close(self, endpoint: Endpoint) -> None:
-        asyncio.get_running_loop().create_task(endpoint.channel.close(grace=30))
+        """Close once its calls in flight are done (at most 30 s)."""
+        task = asyncio.get_running_loop().create_task(endpoint.channel.close(grace=30))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def _pick(self) -> Endpoint | None:
         free = [e for e in self.endpoints.values() if e.in_flight < self.max_ongoing]

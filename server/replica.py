@@ -1,9 +1,10 @@
 """One Ray Serve deployment per model variant: loads the model, batches, encodes.
 
-Model work runs on one dedicated thread so the replica's event loop stays free
-to accept and batch the next requests while the current batch computes. Batches
-arrive through Serve's handle and, faster, through the replica's direct gRPC
-channel (direct_server.py); both meet in the same @serve.batch queue.
+Short batches run the model on the replica's event loop (a worker thread here
+loses 5-10 ms per forward waiting for the GIL); long ones, and token counting,
+on one encode thread so the loop still answers health checks. Batches arrive
+through Serve's handle and, faster, through the replica's direct gRPC channel
+(direct_server.py); both meet in the same @serve.batch queue.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ directory; runners are loaded once per session and shared.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from embedpool.server import export_cache, model_loading
 from embedpool.server.catalogue import Catalogue, catalogue_from_dict
 from embedpool.server.encoding import plan_chunks
-from embedpool.server.errors import ConfigError, InvalidArgument
+from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
 from embedpool.server.model_runner import ModelRunner, SentenceTransformerRunner, load_runner
 from embedpool.server.types import EmbedItem, EmbedOutput
 
@@ -673,3 +673,28 @@ def test_quantization_config_for_this_cpu() -> None:
     assert name in ("avx512_vnni", "avx512", "avx2", "arm64")
     assert export_cache.onnx_dynamic_int8_file_name("avx512_vnni") == "onnx/model_qint8_avx512_vnni.onnx"
     assert export_cache.onnx_dynamic_int8_file_name("avx2") == "onnx/model_quint8_avx2.onnx"
+
+
+def test_try_embed_batch_never_waits_for_the_model() -> None:
+    """The replica's event loop runs short batches itself only when no thread holds the model."""
+    import threading
+
+    class Tiny(ModelRunner):
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+            return [EmbedOutput(np.zeros((1, 2), np.float32), 2, 1, 0) for _ in items]
+
+        def count_tokens(self, texts: Sequence[str], *args: object) -> list[int]:  # type: ignore[override]
+            return []
+
+        def set_threads(self, threads: int) -> None:
+            pass
+
+    runner = Tiny()
+    item = EmbedItem(texts=["a"])
+    assert len(runner.try_embed_batch([item]) or []) == 1
+    with runner._lock:  # count_tokens on the encode thread
+        assert runner.try_embed_batch([item]) is None
+    assert len(runner.embed_batch([item])) == 1
