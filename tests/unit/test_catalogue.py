@@ -37,6 +37,17 @@ def config_error(data: Any) -> str:
 # -- loading -------------------------------------------------------------------------------------
 
 
+def test_benchmark_catalogue_loads() -> None:
+    """docs/bench-quantized.yaml, the catalogue BENCHMARKS.md serves its backends with."""
+    catalogue = load_catalogue(Path(__file__).parents[2] / "docs" / "bench-quantized.yaml")
+    variants = {v.name: (v.backend, v.quantize, v.threads) for v in catalogue.models[0].variants}
+    assert variants == {
+        "torch-cpu": ("torch", None, 2),
+        "onnx-int8": ("onnx", "dynamic-int8", 2),
+        "openvino-cpu": ("openvino", None, 2),
+    }
+
+
 def test_default_catalogue_loads() -> None:
     catalogue = load_catalogue(None)
     assert catalogue.default_model_name == "all-minilm-l6-v2"
