@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from embedpool.server.auth import TokenAuth
 from embedpool.server.errors import EmbedpoolError, Overloaded, clip_message
+from embedpool.server.grpc_decode import RejectMalformedRequests
 from embedpool.server.router_core import RESOLVED, RouterCore
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
@@ -114,7 +115,8 @@ async def start_server(
             ("grpc.so_reuseport", 1),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 5000),
-        ]
+        ],
+        interceptors=[RejectMalformedRequests(SERVICE)],
     )
     pb_grpc.add_EmbeddingServiceServicer_to_server(
         EmbeddingServicer(core, auth or TokenAuth([]), on_result), server

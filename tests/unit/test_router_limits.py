@@ -169,3 +169,33 @@ async def test_request_counter_is_tagged_with_the_resolved_model_and_variant() -
         ("Embed", "NOT_FOUND", "", ""),  # nothing resolved: no tags to give
         ("EmbedStream", "OK", "fake", "custom-cpu"),
     ]
+
+
+async def test_request_bytes_that_do_not_parse_get_invalid_argument() -> None:
+    """Before: grpc.aio's own UNKNOWN "Unexpected <class 'DecodeError'>" (RELIABILITY.md)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    not_utf8 = b"\x12\x03\xed\xa0\x80"  # inputs = U+D800 as CESU-8 bytes
+    async with serving() as (target, _, backend), grpc.aio.insecure_channel(target) as channel:
+        for method in ("Embed", "CountTokens", "Similarity"):
+            raw = channel.unary_unary(f"/embedpool.v1.EmbeddingService/{method}")
+            for payload in (not_utf8, b"\xff\xff\xff"):
+                code, details = await call_code(raw(payload, timeout=10))
+                assert code == grpc.StatusCode.INVALID_ARGUMENT, (method, code, details)
+                assert "not a valid protobuf message" in details
+        stream = channel.stream_stream("/embedpool.v1.EmbeddingService/EmbedStream")
+
+        async def frames() -> AsyncIterator[bytes]:
+            first = pb.EmbedStreamRequest(request_id="1", request=pb.EmbedRequest(inputs=["a"]))
+            yield first.SerializeToString()
+            yield b"\xff\xff\xff"
+
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            [r async for r in stream(frames(), timeout=10)]
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # well-formed calls, health included, still work
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        assert len((await stub.Embed(pb.EmbedRequest(inputs=["ok"]), timeout=10)).embeddings) == 1
+        health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
+        assert health.status == health_pb2.HealthCheckResponse.SERVING
+    assert "ok" in backend.seen
