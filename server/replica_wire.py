@@ -7,7 +7,7 @@ vectors' raw bytes, laid end to end:
     4-byte big-endian header length | header JSON | vector bytes of result 0 | result 1 | ...
 
 Each header entry is either {"ok": [dtype, rows, cols, dimensions, tokens, truncated,
-queue_ns, inference_ns]} or {"error": [status code name, message]}.
+queue_ns, inference_ns]} or {"error": [error class name in errors.py, message]}.
 """
 
 from __future__ import annotations
@@ -39,19 +39,6 @@ _ITEM_FIELDS = (
 )
 _DTYPES = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8}
 _HEADER = struct.Struct(">I")
-# Error classes by status code name; ambiguous codes map to the class the replica raises.
-_ERRORS: dict[str, type[errors.EmbedpoolError]] = {
-    cls.code.name: cls
-    for cls in (
-        errors.EmbedpoolError,
-        errors.InvalidArgument,
-        errors.NotFound,
-        errors.Overloaded,
-        errors.Unavailable,
-        errors.DeadlineExceeded,
-        errors.Unauthenticated,
-    )
-}
 
 
 class WireError(ValueError):
@@ -86,7 +73,7 @@ def encode_results(results: list[EmbedOutput | errors.EmbedpoolError]) -> bytes:
     blobs: list[bytes] = []
     for result in results:
         if isinstance(result, errors.EmbedpoolError):
-            header.append({"error": [result.code.name, result.message]})
+            header.append({"error": [type(result).__name__, result.message]})
             continue
         vectors = np.ascontiguousarray(result.vectors)
         rows, cols = vectors.shape
@@ -118,8 +105,8 @@ def decode_results(data: bytes) -> list[EmbedOutput | errors.EmbedpoolError]:
         out: list[EmbedOutput | errors.EmbedpoolError] = []
         for entry in header:
             if "error" in entry:
-                code, message = entry["error"]
-                out.append(_ERRORS.get(code, errors.EmbedpoolError)(message))
+                name, message = entry["error"]
+                out.append(_error_class(name)(message))
                 continue
             dtype_name, rows, cols, dimensions, tokens, truncated, queue_ns, inference_ns = entry["ok"]
             dtype = np.dtype(_DTYPES[dtype_name])
@@ -134,3 +121,11 @@ def decode_results(data: bytes) -> list[EmbedOutput | errors.EmbedpoolError]:
         return out
     except (ValueError, TypeError, KeyError, struct.error) as exc:
         raise WireError(f"malformed results: {exc}") from exc
+
+
+def _error_class(name: str) -> type[errors.EmbedpoolError]:
+    """The pool's own error class of that name (Overloaded and MessageTooLarge share a code)."""
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.EmbedpoolError):
+        return cls
+    return errors.EmbedpoolError

@@ -18,7 +18,13 @@ from embedpool.server import replica_wire
 from embedpool.server.autoscale import DIRECT_ONGOING, POLICY, direct_aware_policy
 from embedpool.server.direct_path import DirectVariantBackend
 from embedpool.server.direct_server import DirectServer
-from embedpool.server.errors import DeadlineExceeded, EmbedpoolError, InvalidArgument, Overloaded
+from embedpool.server.errors import (
+    DeadlineExceeded,
+    EmbedpoolError,
+    InvalidArgument,
+    MessageTooLarge,
+    Overloaded,
+)
 from embedpool.server.replica_registry import Entry
 from embedpool.server.types import EmbedItem, EmbedOutput
 from tests.unit.fake_backend import FakeBackend, vector
@@ -53,6 +59,7 @@ def test_results_round_trip_vectors_and_errors() -> None:
         Overloaded("busy"),
         EmbedOutput(np.array([[255, 0, 7]], dtype=np.uint8), 24, 3, 0),
         DeadlineExceeded("late"),
+        MessageTooLarge("Received message larger than max (9 vs. 8)"),  # same code as Overloaded
     ]
     back = replica_wire.decode_results(replica_wire.encode_results(results))
     for sent, got in zip(results, back, strict=True):
@@ -80,6 +87,12 @@ def test_results_round_trip_vectors_and_errors() -> None:
 def test_malformed_items_are_refused(data: bytes) -> None:
     with pytest.raises(replica_wire.WireError):
         replica_wire.decode_items(data)
+
+
+def test_an_unknown_error_name_comes_back_as_the_base_error() -> None:
+    head = b'[{"error":["grpc","from a newer replica"]}]'
+    (error,) = replica_wire.decode_results(len(head).to_bytes(4, "big") + head)
+    assert type(error) is EmbedpoolError and error.message == "from a newer replica"
 
 
 def test_malformed_results_are_refused() -> None:
