@@ -37,8 +37,8 @@ PREVIEW_CHARS = 48
 
 # Subcommands implemented in the server package, imported only when chosen.
 _SERVER_COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("embedpool.server.serve_cli", "run an embedding pool (needs embedpool[server])"),
-    "bench": ("embedpool.server.bench_cli", "benchmark a running pool (needs embedpool[server])"),
+    "serve": ("embedpool.server.serving.cli", "run an embedding pool (needs embedpool[server])"),
+    "bench": ("embedpool.bench.cli", "benchmark a running pool (needs embedpool[server])"),
 }
 # Global options that take a value, to find the subcommand in argv without parsing it.
 _VALUE_OPTIONS = frozenset({"--target", "--token", "--timeout", "--root-certificates"})

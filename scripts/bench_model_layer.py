@@ -131,8 +131,8 @@ def main() -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from embedpool.server.catalogue import catalogue_from_dict
-    from embedpool.server.model_runner import SentenceTransformerRunner, load_runner
+    from embedpool.server.config.catalogue import catalogue_from_dict
+    from embedpool.server.model.runner import SentenceTransformerRunner, load_runner
     from embedpool.server.types import EmbedItem
 
     variants = {

@@ -54,7 +54,7 @@ bench sweep --concurrency "$SWEEP" --texts-per-call 1 --duration "$SWEEP_DURATIO
 import json, sys
 from pathlib import Path
 
-from embedpool.server.bench_report import format_report
+from embedpool.bench.report import format_report
 
 out = Path(sys.argv[1])
 for name in ("a_c1_k1", "b_c1_k32", "c_c32_k1", "sweep"):

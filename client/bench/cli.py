@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from embedpool._options import ClientOptions
-from embedpool.server import bench_load, bench_report
-from embedpool.server.bench_load import BenchError, LoadSettings
+from embedpool.bench import load as bench_load
+from embedpool.bench import report as bench_report
+from embedpool.bench.load import BenchError, LoadSettings
 
 DEFAULT_DURATION_S = 10.0
 DEFAULT_LENGTH = (8, 48)

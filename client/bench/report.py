@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from embedpool.server.bench_load import Sample
+from embedpool.bench.load import Sample
 
 Result = dict[str, Any]
 

@@ -26,8 +26,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import ConfigError, InvalidArgument, NotFound
-from .types import BackendName, DeviceName, SimilarityName
+from embedpool.server.errors import ConfigError, InvalidArgument, NotFound
+from embedpool.server.types import BackendName, DeviceName, SimilarityName
 
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("default_catalogue.yaml")
 CACHE_DIR_ENV = "EMBEDPOOL_CACHE_DIR"
@@ -218,7 +218,7 @@ class VariantConfig(_Strict):
     class_path: str | None = Field(
         None,
         description="custom backend only: the class to load, 'package.module:ClassName' or "
-        "'path/to/file.py:ClassName' (see server/custom_model.py for the protocol).",
+        "'path/to/file.py:ClassName' (see server/model/custom.py for the protocol).",
     )
     class_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="custom backend only: keyword arguments for the class."

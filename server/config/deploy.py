@@ -3,13 +3,13 @@
 The committed files under deploy/ are this module's output; each starts with the
 command that regenerates it, and a test fails when a file and its command disagree::
 
-    python -m embedpool.server.deploy_config --catalogue deploy/catalogue-gpu.yaml \\
+    python -m embedpool.server.config.deploy --catalogue deploy/catalogue-gpu.yaml \\
         --router-selector embedpool/node-pool=cpu --cpu-selector embedpool/node-pool=cpu \\
         --out deploy/serve-gpu.yaml --rayservice deploy/k8s/rayservice.yaml
     ... --check     # exit 1 (and say which file) when a committed file is stale
 
 The Serve config holds one application, ``embedpool`` (route prefix ``/embedpool``),
-built by ``embedpool.server.app:build_app`` from the catalogue given inline in
+built by ``embedpool.server.serving.app:build_app`` from the catalogue given inline in
 ``args.catalogue``: the catalogue stays the one place where models, variants,
 batching, autoscaling and resources are set. The config adds what is about the
 cluster rather than the models: the pool's own gRPC port, Ray's gRPC proxy
@@ -33,15 +33,15 @@ from typing import Any
 
 import yaml
 
-from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
-from embedpool.server.catalogue import Catalogue, catalogue_from_dict
+from embedpool.server.config.catalogue import Catalogue, catalogue_from_dict
 from embedpool.server.errors import ConfigError
+from embedpool.server.serving.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
 
-IMPORT_PATH = "embedpool.server.app:build_app"
+IMPORT_PATH = "embedpool.server.serving.app:build_app"
 ROUTER_DEPLOYMENT = "Router"
 DEFAULT_RAY_GRPC_PORT = 9000
 PROXY_LOCATIONS = ("EveryNode", "HeadOnly", "Disabled")
-MODULE = "embedpool.server.deploy_config"
+MODULE = "embedpool.server.config.deploy"
 HEADER_MARK = "# Regenerate: "
 
 # The line in a RayService manifest whose block scalar holds the Serve config.

@@ -14,8 +14,8 @@ from typing import Any
 
 import grpc
 
-from embedpool.server import replica_wire
-from embedpool.server.direct_path import CHANNEL_OPTIONS
+from embedpool.server.direct import wire as replica_wire
+from embedpool.server.direct.sender import CHANNEL_OPTIONS
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.types import EmbedItem, EmbedOutput
 

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from embedpool.server import replica_wire
+from embedpool.server.direct import wire as replica_wire
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
 
 if TYPE_CHECKING:
-    from embedpool.server.replica_registry import Entry
-    from embedpool.server.router_core import VariantBackend
+    from embedpool.server.service.core import VariantBackend
+    from embedpool.server.serving.registry import Entry
 
 log = logging.getLogger("embedpool")
 

@@ -17,10 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from embedpool.server.auth import TokenAuth
 from embedpool.server.errors import EmbedpoolError, Overloaded, clip_message
-from embedpool.server.grpc_decode import RejectMalformedRequests
-from embedpool.server.router_core import RESOLVED, RouterCore
+from embedpool.server.fronts.auth import TokenAuth
+from embedpool.server.fronts.grpc_decode import RejectMalformedRequests
+from embedpool.server.service.core import RESOLVED, RouterCore
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import ConfigError
+from embedpool.server.errors import ConfigError
 
 
 @runtime_checkable

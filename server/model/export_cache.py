@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from embedpool.server.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

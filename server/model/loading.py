@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalogue import ModelConfig, VariantConfig
-from .errors import ConfigError
-from .export_cache import (
+from embedpool.server.config.catalogue import ModelConfig, VariantConfig
+from embedpool.server.errors import ConfigError
+from embedpool.server.model.export_cache import (
     ONNX_FP32_FILE,
     OPENVINO_FILE,
     ensure_export,

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from .errors import InvalidArgument
+from embedpool.server.errors import InvalidArgument
 
 PRECISIONS: tuple[str, ...] = ("float32", "int8", "uint8", "binary", "ubinary")
 

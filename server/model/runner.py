@@ -28,25 +28,25 @@ from typing import Any
 
 import numpy as np
 
-from .catalogue import ModelConfig, VariantConfig, resolve_cache_dir
-from .custom_model import CustomEmbedder, default_count_tokens, import_class, instantiate
-from .encoding import (
-    CPU_FORWARD_OVERHEAD_TOKENS,
-    GPU_FORWARD_OVERHEAD_TOKENS,
-    FastEncoder,
-    detect_layout,
-    plan_chunks,
-)
-from .errors import ConfigError, EmbedpoolError, InvalidArgument
-from .model_loading import WeightsLocation, load_sentence_transformer
-from .quantization import (
+from embedpool.server.config.catalogue import ModelConfig, VariantConfig, resolve_cache_dir
+from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
+from embedpool.server.model.custom import CustomEmbedder, default_count_tokens, import_class, instantiate
+from embedpool.server.model.loading import WeightsLocation, load_sentence_transformer
+from embedpool.server.model.postprocess import (
     CALIBRATION_CORPUS,
     CalibrationRanges,
     check_precision,
     postprocess,
     resolve_dimensions,
 )
-from .types import EmbedItem, EmbedOutput, VariantDescription
+from embedpool.server.model.tokenize import (
+    CPU_FORWARD_OVERHEAD_TOKENS,
+    GPU_FORWARD_OVERHEAD_TOKENS,
+    FastEncoder,
+    detect_layout,
+    plan_chunks,
+)
+from embedpool.server.types import EmbedItem, EmbedOutput, VariantDescription
 
 logger = logging.getLogger(__name__)
 

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from embedpool.server import convert
-from embedpool.server.dispatcher import Dispatcher
 from embedpool.server.errors import EmbedpoolError, InvalidArgument, clip_message
-from embedpool.server.scoring import score_matrix
+from embedpool.server.service import messages as convert
+from embedpool.server.service.batching import Dispatcher
+from embedpool.server.service.scoring import score_matrix
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, SimilarityName, VariantDescription
 from embedpool.v1 import embedding_service_pb2 as pb
 
 if TYPE_CHECKING:
-    from embedpool.server.catalogue import Catalogue, ModelConfig, VariantConfig
+    from embedpool.server.config.catalogue import Catalogue, ModelConfig, VariantConfig
 
 log = logging.getLogger("embedpool")
 # The model and variant the current call resolved to, for the request counter's tags: set in

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from embedpool.server.errors import InvalidArgument
-from embedpool.server.scoring import top_k as best
+from embedpool.server.service.scoring import top_k as best
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, Precision, SimilarityName
 from embedpool.v1 import embedding_service_pb2 as pb
 

@@ -1,7 +1,7 @@
 """The Ray Serve application: one ModelReplica deployment per variant, one Router.
 
 `build_app(args)` is the import path for `serve run` and Serve config files:
-  import_path: embedpool.server.app:build_app
+  import_path: embedpool.server.serving.app:build_app
   args: {config: /path/catalogue.yaml, grpc_port: 50051}
 """
 
@@ -11,10 +11,10 @@ from typing import Any
 
 from ray.serve import Application
 
-from embedpool.server import autoscale
-from embedpool.server.catalogue import Catalogue, VariantConfig, load_catalogue
-from embedpool.server.ingress import Router
-from embedpool.server.replica import ModelReplica
+from embedpool.server.config.catalogue import Catalogue, VariantConfig, load_catalogue
+from embedpool.server.serving import autoscale
+from embedpool.server.serving.replica import ModelReplica
+from embedpool.server.serving.router import Router
 
 APP_NAME = "embedpool"
 DEFAULT_GRPC_PORT = 50051
@@ -84,7 +84,7 @@ def build(
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    """Entry point for `serve run embedpool.server.app:build_app config=...` and Serve configs.
+    """Entry point for `serve run embedpool.server.serving.app:build_app config=...` and Serve configs.
 
     args: config (catalogue file; default: the bundled model), catalogue (the
     same as an inline mapping), grpc_port (the pool's own port; 0 disables it

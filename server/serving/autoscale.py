@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 DIRECT_ONGOING = "direct_ongoing"
-POLICY = "embedpool.server.autoscale:direct_aware_policy"
+POLICY = "embedpool.server.serving.autoscale:direct_aware_policy"
 
 
 def direct_aware_policy(ctx: Any) -> tuple[float, dict[str, Any]]:

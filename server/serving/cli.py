@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from embedpool.server.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
+from embedpool.server.serving.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from ray import serve
     from ray.serve.config import gRPCOptions
 
-    from embedpool.server.app import build
-    from embedpool.server.catalogue import load_catalogue
+    from embedpool.server.config.catalogue import load_catalogue
     from embedpool.server.errors import ConfigError
+    from embedpool.server.serving.app import build
 
     try:
         catalogue = load_catalogue(args.config)

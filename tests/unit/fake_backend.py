@@ -14,11 +14,11 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 
-from embedpool.server import grpc_front
-from embedpool.server.auth import TokenAuth
-from embedpool.server.catalogue import Catalogue
+from embedpool.server.config.catalogue import Catalogue
 from embedpool.server.errors import EmbedpoolError
-from embedpool.server.router_core import RouterCore
+from embedpool.server.fronts import grpc_server as grpc_front
+from embedpool.server.fronts.auth import TokenAuth
+from embedpool.server.service.core import RouterCore
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
 
 DIMS = 4

@@ -15,7 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from embedpool import AsyncEmbeddingClient
 from embedpool.errors import AuthenticationError
-from embedpool.server.auth import TokenAuth
+from embedpool.server.fronts.auth import TokenAuth
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.unit.fake_backend import FakeBackend, serving
@@ -194,7 +194,7 @@ class ProxyContext:
 
 
 async def test_the_ray_proxy_path_checks_the_same_tokens(logs: pytest.LogCaptureFixture) -> None:
-    from embedpool.server.ingress import Router
+    from embedpool.server.serving.router import Router
 
     class Unstarted(Router.func_or_class):  # type: ignore[misc, name-defined]
         def __del__(self) -> None:  # nothing was started: nothing to drain
@@ -229,7 +229,7 @@ async def test_the_ray_proxy_path_checks_the_same_tokens(logs: pytest.LogCapture
 
 async def test_the_ray_proxy_path_holds_messages_to_the_pools_size_limit() -> None:
     # Ray's proxy accepts messages up to 2 GiB; the pool's port stops at limits.max_message_bytes.
-    from embedpool.server.ingress import Router
+    from embedpool.server.serving.router import Router
 
     class Unstarted(Router.func_or_class):  # type: ignore[misc, name-defined]
         def __del__(self) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 import grpc
 import pytest
 
+from embedpool.bench import load as bench_load
+from embedpool.bench import report as bench_report
 from embedpool.cli import main
-from embedpool.server import bench_load, bench_report
 from embedpool.v1 import embedding_service_pb2 as pb
 from tests.fakes import DIMS, Failure, FakeServicer
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from embedpool.server.catalogue import (
+from embedpool.server.config.catalogue import (
     Catalogue,
     ModelConfig,
     catalogue_from_dict,
@@ -68,9 +68,9 @@ def test_default_catalogue_loads() -> None:
 
 
 def test_the_default_file_is_package_data() -> None:
-    import embedpool.server
+    import embedpool.server.config
 
-    assert (Path(embedpool.server.__file__).parent / "default_catalogue.yaml").is_file()
+    assert (Path(embedpool.server.config.__file__).parent / "default_catalogue.yaml").is_file()
 
 
 def test_yaml_and_toml_files(tmp_path: Path) -> None:
@@ -332,7 +332,9 @@ def test_cache_dir_resolution(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
 def test_catalogue_module_does_not_import_torch() -> None:
     import subprocess
 
-    code = "import embedpool.server.catalogue, sys; print('torch' in sys.modules, 'ray' in sys.modules)"
+    code = (
+        "import embedpool.server.config.catalogue, sys; print('torch' in sys.modules, 'ray' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
 

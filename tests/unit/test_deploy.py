@@ -1,4 +1,4 @@
-"""deploy/: the generated Serve configs and the generator (embedpool.server.deploy_config).
+"""deploy/: the generated Serve configs and the generator (embedpool.server.config.deploy).
 
 No cluster: the configs are checked with Ray Serve's own schema, the catalogue model and
 Serve's application builder, which binds deployments without starting anything (so the
@@ -18,9 +18,8 @@ from ray.serve._private.build_app import build_app as serve_build_app
 from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
-from embedpool.server.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build_app
-from embedpool.server.catalogue import Catalogue
-from embedpool.server.deploy_config import (
+from embedpool.server.config.catalogue import Catalogue
+from embedpool.server.config.deploy import (
     DeployOptions,
     catalogue_data,
     embed_in_rayservice,
@@ -30,6 +29,7 @@ from embedpool.server.deploy_config import (
     serve_config,
 )
 from embedpool.server.errors import ConfigError
+from embedpool.server.serving.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -54,7 +54,7 @@ def test_committed_config_is_what_its_header_command_generates(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argv = header_command((DEPLOY / name).read_text())
-    assert argv[:3] == ["python", "-m", "embedpool.server.deploy_config"]
+    assert argv[:3] == ["python", "-m", "embedpool.server.config.deploy"]
     assert argv[argv.index("--out") + 1] == f"deploy/{name}"
     monkeypatch.chdir(ROOT)  # the header's paths are relative to the repository root
     assert main([*argv[3:], "--check"]) == 0, f"deploy/{name} is stale; run: {' '.join(argv)}"
@@ -66,7 +66,7 @@ def test_committed_config_is_a_valid_serve_config_with_a_valid_catalogue(name: s
     schema = ServeDeploySchema.model_validate(config)
     assert [a.name for a in schema.applications] == [APP_NAME]
     app = the_app(config)
-    assert app["import_path"] == "embedpool.server.app:build_app"
+    assert app["import_path"] == "embedpool.server.serving.app:build_app"
     assert app["route_prefix"] == f"/{APP_NAME}"  # gRPC through Ray's proxy needs a route prefix
     assert app["args"]["grpc_port"] == 50051
     Catalogue.model_validate(app["args"]["catalogue"])
@@ -226,7 +226,7 @@ def test_cli_writes_checks_and_reports_stale_files(
     assert main(argv) == 0
     assert main([*argv, "--check"]) == 0
     text = (tmp_path / "s.yaml").read_text()
-    assert header_command(text) == ["python", "-m", "embedpool.server.deploy_config", *argv]
+    assert header_command(text) == ["python", "-m", "embedpool.server.config.deploy", *argv]
     manifest = yaml.safe_load((tmp_path / "rs.yaml").read_text())
     assert manifest == {"spec": {"serveConfigV2": text, "other": 1}}
     assert main(["--catalogue", "missing.yaml"]) == 2
@@ -246,7 +246,7 @@ def test_embed_in_rayservice_replaces_only_the_block() -> None:
 
 def test_python_dash_m_prints_the_config() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "embedpool.server.deploy_config", "--catalogue", "deploy/catalogue-cpu.yaml"],
+        [sys.executable, "-m", "embedpool.server.config.deploy", "--catalogue", "deploy/catalogue-cpu.yaml"],
         cwd=ROOT,
         capture_output=True,
         text=True,

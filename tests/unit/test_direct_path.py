@@ -14,10 +14,9 @@ import grpc
 import numpy as np
 import pytest
 
-from embedpool.server import replica_wire
-from embedpool.server.autoscale import DIRECT_ONGOING, POLICY, direct_aware_policy
-from embedpool.server.direct_path import DirectVariantBackend
-from embedpool.server.direct_server import DirectServer
+from embedpool.server.direct import wire as replica_wire
+from embedpool.server.direct.receiver import DirectServer
+from embedpool.server.direct.sender import DirectVariantBackend
 from embedpool.server.errors import (
     DeadlineExceeded,
     EmbedpoolError,
@@ -25,7 +24,8 @@ from embedpool.server.errors import (
     MessageTooLarge,
     Overloaded,
 )
-from embedpool.server.replica_registry import Entry
+from embedpool.server.serving.autoscale import DIRECT_ONGOING, POLICY, direct_aware_policy
+from embedpool.server.serving.registry import Entry
 from embedpool.server.types import EmbedItem, EmbedOutput
 from tests.unit.fake_backend import FakeBackend, vector
 
@@ -264,8 +264,8 @@ def test_policy_counts_direct_batches_with_serves_own() -> None:
 def test_policy_is_importable_as_serve_resolves_it() -> None:
     from ray.serve.config import AutoscalingConfig
 
-    from embedpool.server.app import replica_options
-    from embedpool.server.catalogue import VariantConfig
+    from embedpool.server.config.catalogue import VariantConfig
+    from embedpool.server.serving.app import replica_options
 
     variant = VariantConfig.model_validate({"autoscaling": {"min_replicas": 0, "max_replicas": 3}})
     config = AutoscalingConfig(**replica_options(variant, 10)["autoscaling_config"])

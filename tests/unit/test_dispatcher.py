@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
-from embedpool.server.dispatcher import Dispatcher
 from embedpool.server.errors import EmbedpoolError, InvalidArgument, Overloaded, Unavailable
+from embedpool.server.service.batching import Dispatcher
 from embedpool.server.types import EmbedItem, EmbedOutput
 
 

@@ -123,7 +123,7 @@ def test_parser_joins_continuations_and_refuses_unknown_instructions() -> None:
         parse_dockerfile("FROM x\nRUNN a\n")
     with pytest.raises(ValueError, match="continued"):
         parse_dockerfile("FROM x\nRUN a \\\n")
-    assert dockerignore_allows(["*", "!server/", "**/__pycache__"], "server/app.py")
+    assert dockerignore_allows(["*", "!server/", "**/__pycache__"], "server/serving/app.py")
     assert not dockerignore_allows(["*", "!server/", "**/__pycache__"], "server/__pycache__/x.pyc")
     assert not dockerignore_allows(["*", "!server/"], ".venv")
 

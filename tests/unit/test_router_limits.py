@@ -129,7 +129,7 @@ async def test_an_error_raised_in_a_replica_keeps_its_class_and_message(raised: 
     from ray import exceptions as ray_exceptions
 
     from embedpool.server import errors
-    from embedpool.server.ray_backend import RayVariantBackend
+    from embedpool.server.serving.handle_backend import RayVariantBackend
 
     cls = getattr(errors, raised)
     wrapped = ray_exceptions.RayTaskError(
@@ -147,7 +147,7 @@ async def test_an_error_raised_in_a_replica_keeps_its_class_and_message(raised: 
 
 
 async def test_request_counter_is_tagged_with_the_resolved_model_and_variant() -> None:
-    from embedpool.server.router_core import RESOLVED
+    from embedpool.server.service.core import RESOLVED
 
     seen: list[tuple[str, str, str, str]] = []
 

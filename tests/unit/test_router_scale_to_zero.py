@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from embedpool.server.catalogue import Catalogue
-from embedpool.server.router_core import RouterCore
+from embedpool.server.config.catalogue import Catalogue
+from embedpool.server.service.core import RouterCore
 from embedpool.v1 import embedding_service_pb2 as pb
 
 from .fake_backend import FakeBackend

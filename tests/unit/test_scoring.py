@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedpool.server.scoring import score_matrix, top_k
+from embedpool.server.service.scoring import score_matrix, top_k
 
 
 def test_scores_match_the_pairwise_math() -> None:
