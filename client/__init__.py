@@ -4,12 +4,15 @@
 LlamaIndex's embedding methods (``get_text_embedding_batch``, ...; async:
 ``aget_*``) plus pool-native ones returning numpy arrays (``embed``,
 ``rank``, ...). Errors derive from ``EmbedpoolError`` (see embedpool.errors).
+``ClientOptions`` is what both constructors take, validated once; with it, code that
+drives the generated stubs itself (``embedpool bench``) builds the same channels.
 """
 
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._options import ClientOptions
 from .async_client import AsyncEmbeddingClient
 from .errors import (
     AuthenticationError,
@@ -32,6 +35,7 @@ except PackageNotFoundError:  # a source tree that is not installed
 __all__ = [
     "AsyncEmbeddingClient",
     "AuthenticationError",
+    "ClientOptions",
     "DeadlineExceededError",
     "EmbedResult",
     "EmbeddingClient",

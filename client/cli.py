@@ -15,11 +15,11 @@ $EMBEDPOOL_TARGET or localhost:50051), --token (default $EMBEDPOOL_TOKEN),
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
@@ -35,10 +35,14 @@ __all__ = ["main"]
 TARGET_ENV = "EMBEDPOOL_TARGET"
 PREVIEW_CHARS = 48
 
-# Subcommands implemented in the server package, imported only when chosen.
-_SERVER_COMMANDS: dict[str, tuple[str, str]] = {
-    "serve": ("embedpool.server.serving.cli", "run an embedding pool (needs embedpool[server])"),
-    "bench": ("embedpool.bench.cli", "benchmark a running pool (needs embedpool[server])"),
+# Subcommands from other parts of the distribution (`serve` from embedpool.server, `bench`
+# from embedpool.bench), found as entry points of this group and imported only when chosen:
+# the client never names the server's modules. Each is a module with add_arguments and run.
+COMMAND_GROUP = "embedpool.commands"
+_EXTRA_OF = {"serve": "server", "bench": "bench"}
+_HELP = {
+    "serve": "run an embedding pool (needs embedpool[server])",
+    "bench": "benchmark a running pool (needs embedpool[bench])",
 }
 # Global options that take a value, to find the subcommand in argv without parsing it.
 _VALUE_OPTIONS = frozenset({"--target", "--token", "--timeout", "--root-certificates"})
@@ -46,7 +50,7 @@ _VALUE_OPTIONS = frozenset({"--target", "--token", "--timeout", "--root-certific
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_global_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
+def add_connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
     """The connection options; on subcommands with SUPPRESS defaults, so that a value
     given before the subcommand is not overwritten by a default after it."""
 
@@ -187,10 +191,12 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
-def _missing_server(name: str, err: ImportError) -> Handler:
+def _missing_extra(name: str, err: ImportError) -> Handler:
+    extra = _EXTRA_OF.get(name, "server")
+
     def run(args: argparse.Namespace) -> int:
         print(
-            f"error: 'embedpool {name}' needs the server parts: pip install 'embedpool[server]' ({err})",
+            f"error: 'embedpool {name}' needs more parts: pip install 'embedpool[{extra}]' ({err})",
             file=sys.stderr,
         )
         return 1
@@ -214,14 +220,19 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
-def _add_server_command(subparsers: Any, name: str, module_name: str, help_text: str, chosen: bool) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(name, help=help_text, description=help_text)
+def plugin_commands() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=COMMAND_GROUP)}
+
+
+def _add_plugin_command(subparsers: Any, entry: EntryPoint, chosen: bool) -> None:
+    help_text = _HELP.get(entry.name, f"the {entry.name} command of {entry.value}")
+    parser: argparse.ArgumentParser = subparsers.add_parser(entry.name, help=help_text, description=help_text)
     if not chosen:
         return  # not imported unless chosen, so that `embedpool --help` stays light
     try:
-        module: ModuleType = importlib.import_module(module_name)
+        module: ModuleType = entry.load()
     except ImportError as err:
-        parser.set_defaults(func=_missing_server(name, err), ignore_extra_args=True)
+        parser.set_defaults(func=_missing_extra(entry.name, err), ignore_extra_args=True)
         return
     module.add_arguments(parser)
     parser.set_defaults(func=module.run)
@@ -232,9 +243,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="embedpool", description="Embed texts and score them with an embedpool pool."
     )
-    _add_global_options(parser, suppress=False)
+    add_connection_options(parser, suppress=False)
     common = argparse.ArgumentParser(add_help=False)
-    _add_global_options(common, suppress=True)
+    add_connection_options(common, suppress=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("embed", parents=[common], help="embed texts and show the vectors")
@@ -266,8 +277,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_tokens)
 
     chosen = _chosen_command(argv)
-    for name, (module_name, help_text) in _SERVER_COMMANDS.items():
-        _add_server_command(sub, name, module_name, help_text, chosen == name)
+    for name, entry in sorted(plugin_commands().items()):
+        _add_plugin_command(sub, entry, chosen == name)
     return parser
 
 

@@ -34,7 +34,8 @@ class EmbedItem:
     # 0 means the variant's full (or configured truncate_dim) dimensions.
     dimensions: int = 0
     precision: Precision = "float32"
-    # Monotonic arrival time at the pool (time.monotonic_ns()), for queue timing.
+    # Wall-clock arrival at the Router (time.time_ns(): the replica may be on another node,
+    # where only NTP-synced wall clocks compare), for queue timing.
     arrived_ns: int = 0
 
 
@@ -49,7 +50,9 @@ class EmbedOutput:
     dimensions: int
     input_tokens: int
     truncated: int
-    # Filled by the replica: nanoseconds queued and spent in the model.
+    # Written by the replica alone (serving/replica.py): nanoseconds from arrival to the start
+    # of its forward pass, and the wall time of that merged pass. Chunks sent side by side
+    # are merged by batching.py into the slowest chunk's times.
     queue_ns: int = 0
     inference_ns: int = 0
 

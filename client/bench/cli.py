@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from embedpool._options import ClientOptions
+from embedpool import ClientOptions
 from embedpool.bench import load as bench_load
 from embedpool.bench import report as bench_report
 from embedpool.bench.load import BenchError, LoadSettings
@@ -77,9 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     if "--target" not in parser._option_string_actions:
         # The connection options also after `bench`, as the client's subcommands take them
         # (--timeout is the deadline of each call).
-        from embedpool.cli import _add_global_options
+        from embedpool.cli import add_connection_options
 
-        _add_global_options(parser, suppress=True)
+        add_connection_options(parser, suppress=True)
     load = parser.add_argument_group("load")
     load.add_argument(
         "--concurrency",

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from embedpool._options import ClientOptions
+from embedpool import ClientOptions
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -206,13 +205,9 @@ class ModelRunner(ABC):
                 results[index] = error
 
     @staticmethod
-    def _timed(
-        results: list[EmbedOutput | EmbedpoolError | None], started: int
-    ) -> list[EmbedOutput | EmbedpoolError]:
-        elapsed = time.perf_counter_ns() - started
-        for result in results:
-            if isinstance(result, EmbedOutput):
-                result.inference_ns = elapsed
+    def _filled(results: list[EmbedOutput | EmbedpoolError | None]) -> list[EmbedOutput | EmbedpoolError]:
+        """Every slot holds an output or an error by now. Timings are the replica's to write."""
+        assert all(result is not None for result in results)
         return results  # type: ignore[return-value]
 
     @staticmethod
@@ -440,7 +435,6 @@ class SentenceTransformerRunner(ModelRunner):
         return out
 
     def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        started = time.perf_counter_ns()
         results: list[EmbedOutput | EmbedpoolError | None] = [None] * len(items)
         checked: list[tuple[int, str, int]] = []  # (item index, prompt, dimensions)
         full_texts: list[str] = []
@@ -503,7 +497,7 @@ class SentenceTransformerRunner(ModelRunner):
                 for index, _prompt, dimensions, first, tokens, truncated in accepted
             )
             self._finish_all(items, results, blocks)
-        return self._timed(results, started)
+        return self._filled(results)
 
 
 def _dtype_label(variant_cfg: VariantConfig, file_name: str | None) -> str:
@@ -642,7 +636,6 @@ class CustomRunner(ModelRunner):
         return vectors.astype(np.float32, copy=False)
 
     def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        started = time.perf_counter_ns()
         results: list[EmbedOutput | EmbedpoolError | None] = [None] * len(items)
         by_type: dict[str, list[str]] = {}
         accepted: list[tuple[int, int, str, int, int, int]] = []
@@ -683,4 +676,4 @@ class CustomRunner(ModelRunner):
             for index, dimensions, input_type, first, tokens, truncated in accepted
         )
         self._finish_all(items, results, blocks)
-        return self._timed(results, started)
+        return self._filled(results)

@@ -78,8 +78,9 @@ class Dispatcher:
             dimensions=parts[0].dimensions,
             input_tokens=sum(p.input_tokens for p in parts),
             truncated=sum(p.truncated for p in parts),
+            # side by side: the caller waited for the slowest chunk, not for their sum
             queue_ns=max(p.queue_ns for p in parts),
-            inference_ns=sum(p.inference_ns for p in parts),
+            inference_ns=max(p.inference_ns for p in parts),
         )
 
     def _enqueue(self, item: EmbedItem, deadline: float | None) -> asyncio.Future[EmbedOutput]:

@@ -88,6 +88,16 @@ def test_help_and_usage(capsys: Capsys) -> None:
 def test_server_commands_are_lazy(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     import embedpool.cli as cli
 
-    monkeypatch.setitem(cli._SERVER_COMMANDS, "bench", ("embedpool.server.no_such_module", "benchmark"))
+    from importlib.metadata import EntryPoint
+
+    missing = EntryPoint("bench", "embedpool.no_such_module", cli.COMMAND_GROUP)
+    monkeypatch.setattr(cli, "plugin_commands", lambda: {"bench": missing})
     assert main(["bench", "--anything", "1"]) == 1
-    assert "install 'embedpool[server]'" in capsys.readouterr().err
+    assert "install 'embedpool[bench]'" in capsys.readouterr().err
+
+
+def test_serve_and_bench_come_as_entry_points() -> None:
+    import embedpool.cli as cli
+
+    found = {name: entry.value for name, entry in cli.plugin_commands().items()}
+    assert found == {"serve": "embedpool.server.serving.cli", "bench": "embedpool.bench.cli"}

@@ -139,3 +139,20 @@ async def test_a_lone_caller_back_to_back_is_never_held() -> None:
     for _ in range(5):
         await d.submit(EmbedItem(texts=["x"]))
     assert time.monotonic() - start < 0.5
+
+
+async def test_side_by_side_chunks_report_the_slowest_chunks_times() -> None:
+    timings = iter([(1_000, 50_000), (9_000, 20_000), (4_000, 70_000)])
+
+    async def timed(items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        out: list[EmbedOutput | EmbedpoolError] = []
+        for item in items:
+            queue_ns, inference_ns = next(timings)
+            vec = np.zeros((len(item.texts), 1), dtype=np.float32)
+            out.append(EmbedOutput(vec, 1, len(item.texts), 0, queue_ns=queue_ns, inference_ns=inference_ns))
+        return out
+
+    d = Dispatcher(timed, max_batch_texts=2, max_in_flight=3, max_queued_requests=10)
+    merged = await d.submit(EmbedItem(texts=["a", "b", "c", "d", "e"]))
+    # three chunks ran side by side: the caller waited for the slowest, not for their sum
+    assert (merged.queue_ns, merged.inference_ns) == (9_000, 70_000)

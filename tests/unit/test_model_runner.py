@@ -232,7 +232,7 @@ def test_over_long_input_fails_only_its_item(torch_runner: SentenceTransformerRu
     assert truncated.input_tokens == sum(torch_runner.count_tokens(texts[:3])) + 256
     assert out(results[0]).truncated == 0
     assert out(results[0]).input_tokens == sum(torch_runner.count_tokens(TEXTS[:2]))
-    assert out(results[0]).inference_ns > 0
+    assert out(results[0]).inference_ns == 0  # the replica's to write, not the model layer's
 
 
 def test_other_item_errors_are_isolated(torch_runner: SentenceTransformerRunner) -> None:
