@@ -1,13 +1,12 @@
-"""Domain errors of the pool, each mapped once to a gRPC status code.
+"""Domain errors of the pool, each naming the status a caller gets.
 
-Model code raises these with a message a person can act on; the gRPC layer
-turns them into statuses (see grpc_status()). They must stay picklable, since
-they cross Ray actor boundaries.
+Model code raises these with a message a person can act on; every front turns them
+into its own statuses through one adapter (fronts/outcome.py). `status` is the name
+of a canonical gRPC code, a plain string here so that the model layer imports no grpc.
+They must stay picklable, since they cross Ray actor boundaries.
 """
 
 from __future__ import annotations
-
-import grpc
 
 # A status message travels percent-encoded in a header (up to 12 bytes per character), and
 # gRPC clients drop headers over 8-16 KiB: longer messages are cut, so the caller gets the code.
@@ -23,7 +22,7 @@ def clip_message(message: str) -> str:
 class EmbedpoolError(Exception):
     """Base class: an error the caller should see with its message."""
 
-    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    status: str = "INTERNAL"
 
     def __init__(self, message: str) -> None:
         message = clip_message(message)
@@ -35,33 +34,33 @@ class EmbedpoolError(Exception):
 
 
 class InvalidArgument(EmbedpoolError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    status = "INVALID_ARGUMENT"
 
 
 class NotFound(EmbedpoolError):
-    code = grpc.StatusCode.NOT_FOUND
+    status = "NOT_FOUND"
 
 
 class Overloaded(EmbedpoolError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = "RESOURCE_EXHAUSTED"
 
 
 class MessageTooLarge(EmbedpoolError):
     """A message over limits.max_message_bytes (gRPC's own code and wording; never retried)."""
 
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    status = "RESOURCE_EXHAUSTED"
 
 
 class Unavailable(EmbedpoolError):
-    code = grpc.StatusCode.UNAVAILABLE
+    status = "UNAVAILABLE"
 
 
 class DeadlineExceeded(EmbedpoolError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    status = "DEADLINE_EXCEEDED"
 
 
 class Unauthenticated(EmbedpoolError):
-    code = grpc.StatusCode.UNAUTHENTICATED
+    status = "UNAUTHENTICATED"
 
 
 class ConfigError(ValueError):

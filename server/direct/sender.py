@@ -3,7 +3,7 @@
 A Serve handle call cost ~7 ms of latency and ~6 ms of Router CPU per batch on the
 2-core bench machine (BENCHMARKS.md); a grpc.aio unary call between two processes
 ~0.9 ms and ~0.4 ms. So each replica also listens on a port of its own (published in
-Ray's GCS, replica_registry.py) and the Router sends Embed batches there. Ray Serve
+Ray's GCS, serving/registry.py) and the Router sends Embed batches there. Ray Serve
 still places, scales, health-checks and restarts the replicas; the handle remains the
 path for everything else and the fallback whenever no direct endpoint is free: at
 startup, from zero replicas (the handle's queued request is what wakes the deployment),
@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
@@ -29,8 +30,7 @@ from embedpool.server.errors import EmbedpoolError
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
 
 if TYPE_CHECKING:
-    from embedpool.server.service.core import VariantBackend
-    from embedpool.server.serving.registry import Entry
+    from embedpool.server.service.backend import VariantBackend
 
 log = logging.getLogger("embedpool")
 
@@ -45,6 +45,17 @@ CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", -1),  # the Router already holds callers to the pool's limit
     ("grpc.max_receive_message_length", -1),
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One replica's published endpoint (serving/registry.py reads them from Ray's GCS)."""
+
+    deployment: str
+    replica_id: str
+    address: str
+    token: str
+    published: float
 
 
 class Endpoint:

@@ -6,12 +6,15 @@ vectors' raw bytes, laid end to end:
 
     4-byte big-endian header length | header JSON | vector bytes of result 0 | result 1 | ...
 
-Each header entry is either {"ok": [dtype, rows, cols, dimensions, tokens, truncated,
-queue_ns, inference_ns]} or {"error": [error class name in errors.py, message]}.
+Each header entry is either {"ok": [dtype, rows, cols, *the other EmbedOutput fields]}
+or {"error": [error class name in errors.py, message]}. The field lists are read off the
+dataclasses, so a field added to EmbedItem or EmbedOutput travels here as it does over
+Ray's handle (pickle); a test fails if a field does not round-trip.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 from typing import Any
@@ -25,18 +28,9 @@ SERVICE = "embedpool.internal.Replica"
 EMBED_METHOD = f"/{SERVICE}/EmbedBatch"
 TOKEN_HEADER = "x-embedpool-replica-token"
 
-_ITEM_FIELDS = (
-    "texts",
-    "input_type",
-    "prompt",
-    "prompt_name",
-    "truncate",
-    "truncate_left",
-    "normalize",
-    "dimensions",
-    "precision",
-    "arrived_ns",
-)
+_ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(EmbedItem))
+# Every EmbedOutput field but the vectors, which travel as raw bytes after the header.
+_OUTPUT_FIELDS = tuple(f.name for f in dataclasses.fields(EmbedOutput) if f.name != "vectors")
 _DTYPES = {"float32": np.float32, "int8": np.int8, "uint8": np.uint8}
 _HEADER = struct.Struct(">I")
 
@@ -77,20 +71,7 @@ def encode_results(results: list[EmbedOutput | errors.EmbedpoolError]) -> bytes:
             continue
         vectors = np.ascontiguousarray(result.vectors)
         rows, cols = vectors.shape
-        header.append(
-            {
-                "ok": [
-                    vectors.dtype.name,
-                    rows,
-                    cols,
-                    result.dimensions,
-                    result.input_tokens,
-                    result.truncated,
-                    result.queue_ns,
-                    result.inference_ns,
-                ]
-            }
-        )
+        header.append({"ok": [vectors.dtype.name, rows, cols, *(getattr(result, f) for f in _OUTPUT_FIELDS)]})
         blobs.append(vectors.tobytes())
     head = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
     return b"".join([_HEADER.pack(len(head)), head, *blobs])
@@ -108,14 +89,16 @@ def decode_results(data: bytes) -> list[EmbedOutput | errors.EmbedpoolError]:
                 name, message = entry["error"]
                 out.append(_error_class(name)(message))
                 continue
-            dtype_name, rows, cols, dimensions, tokens, truncated, queue_ns, inference_ns = entry["ok"]
+            dtype_name, rows, cols, *values = entry["ok"]
+            if len(values) != len(_OUTPUT_FIELDS):
+                raise WireError("a result has the wrong shape")
             dtype = np.dtype(_DTYPES[dtype_name])
             end = offset + rows * cols * dtype.itemsize
             if end > len(data):
                 raise WireError("vector bytes are cut short")
             vectors = np.frombuffer(view[offset:end], dtype=dtype).reshape(rows, cols)
             offset = end
-            out.append(EmbedOutput(vectors, dimensions, tokens, truncated, queue_ns, inference_ns))
+            out.append(EmbedOutput(vectors=vectors, **dict(zip(_OUTPUT_FIELDS, values, strict=True))))
         if offset != len(data):
             raise WireError("trailing bytes after the last vector")
         return out

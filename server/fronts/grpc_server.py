@@ -17,16 +17,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
-from embedpool.server.errors import EmbedpoolError, Overloaded, clip_message
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.grpc_decode import RejectMalformedRequests
-from embedpool.server.service.core import RESOLVED, RouterCore
+from embedpool.server.fronts.outcome import CountFn, failure, no_count
+from embedpool.server.service.core import Call, RouterCore
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger("embedpool")
 SERVICE = pb.DESCRIPTOR.services_by_name["EmbeddingService"].full_name
-RETRY_AFTER_MS = "100"
+FRONT = "grpc"
 T = TypeVar("T")
 
 
@@ -35,65 +35,75 @@ def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def error_trailers(exc: EmbedpoolError) -> tuple[tuple[str, str], ...]:
-    """A retry hint on overload, read by the Python client's backoff."""
-    return (("retry-after-ms", RETRY_AFTER_MS),) if isinstance(exc, Overloaded) else ()
+def stream_response(
+    request_id: str, answer: pb.EmbedResponse | Exception
+) -> tuple[pb.EmbedStreamResponse, str]:
+    """One EmbedStream answer on the wire (the response, or the error status that ended it)
+    and its code name for the request counter. Shared by the pool's port and Ray's proxy."""
+    if isinstance(answer, pb.EmbedResponse):
+        return pb.EmbedStreamResponse(request_id=request_id, response=answer), "OK"
+    fail = failure(answer, "EmbedStream request")
+    error = pb.ErrorStatus(code=fail.code_number, message=fail.message)
+    return pb.EmbedStreamResponse(request_id=request_id, error=error), fail.code.name
 
 
 class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
-    def __init__(self, core: RouterCore, auth: TokenAuth, on_result: Callable[[str, str], None]) -> None:
+    def __init__(self, core: RouterCore, auth: TokenAuth, count: CountFn) -> None:
         self.core = core
         self.auth = auth
-        self.on_result = on_result
+        self.count = count
 
     async def _unary(
-        self, method: str, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[T]]
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext[Any, Any],
+        serve: Callable[[Call], Awaitable[T]],
     ) -> T:
+        call = Call(method, FRONT)
         try:
             self.auth.check(context.invocation_metadata() or ())
-            result = await call()
-        except EmbedpoolError as exc:
-            self.on_result(method, exc.code.name)
-            await context.abort(exc.code, exc.message, trailing_metadata=error_trailers(exc))
-            raise  # abort raises; this line is for type checkers
+            result = await serve(call)
         except Exception as exc:
-            log.exception("%s failed", method)
-            self.on_result(method, "INTERNAL")
-            await context.abort(
-                grpc.StatusCode.INTERNAL, clip_message(f"internal error: {type(exc).__name__}: {exc}")
-            )
-            raise
-        self.on_result(method, "OK")
+            fail = failure(exc, method)
+            self.count(call, fail.code.name)
+            await context.abort(fail.code, fail.message, trailing_metadata=fail.trailers)
+            raise  # abort raises; this line is for type checkers
+        self.count(call, "OK")
         return result
 
     async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
-        return await self._unary("Embed", context, lambda: self.core.embed(request, _deadline(context)))
+        return await self._unary(
+            "Embed", context, lambda call: self.core.embed(request, _deadline(context), call)
+        )
 
     async def Similarity(self, request: pb.SimilarityRequest, context: Any) -> pb.SimilarityResponse:
         return await self._unary(
-            "Similarity", context, lambda: self.core.similarity(request, _deadline(context))
+            "Similarity", context, lambda call: self.core.similarity(request, _deadline(context), call)
         )
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Any) -> pb.ListModelsResponse:
-        return await self._unary("ListModels", context, lambda: self.core.list_models(request))
+        return await self._unary("ListModels", context, lambda call: self.core.list_models(request))
 
     async def GetModel(self, request: pb.GetModelRequest, context: Any) -> pb.GetModelResponse:
-        return await self._unary("GetModel", context, lambda: self.core.get_model(request))
+        return await self._unary("GetModel", context, lambda call: self.core.get_model(request, call))
 
     async def CountTokens(self, request: pb.CountTokensRequest, context: Any) -> pb.CountTokensResponse:
-        return await self._unary("CountTokens", context, lambda: self.core.count_tokens(request))
+        return await self._unary("CountTokens", context, lambda call: self.core.count_tokens(request, call))
 
     async def EmbedStream(
         self, request_iterator: AsyncIterator[pb.EmbedStreamRequest], context: Any
     ) -> AsyncIterator[pb.EmbedStreamResponse]:
         try:
             self.auth.check(context.invocation_metadata() or ())
-        except EmbedpoolError as exc:
-            await context.abort(exc.code, exc.message)
-        async for response in self.core.embed_stream(request_iterator, _deadline(context)):
-            # each stream request resolves in a task of its own: tag from the answer instead
-            RESOLVED.set((response.response.model, response.response.variant))
-            self.on_result("EmbedStream", "OK" if response.HasField("response") else "ERROR")
+        except Exception as exc:
+            fail = failure(exc, "EmbedStream")
+            self.count(Call("EmbedStream", FRONT), fail.code.name)
+            await context.abort(fail.code, fail.message)
+        async for request_id, answer, call in self.core.embed_stream(
+            request_iterator, _deadline(context), FRONT
+        ):
+            response, code = stream_response(request_id, answer)
+            self.count(call, code)  # each request of a stream with its own tags and code
             yield response
 
 
@@ -103,7 +113,7 @@ async def start_server(
     *,
     host: str = "0.0.0.0",
     auth: TokenAuth | None = None,
-    on_result: Callable[[str, str], None] = lambda method, code: None,
+    count: CountFn = no_count,
     tls_cert_chain: bytes | None = None,
     tls_private_key: bytes | None = None,
 ) -> tuple[grpc.aio.Server, health_aio.HealthServicer]:
@@ -119,7 +129,7 @@ async def start_server(
         interceptors=[RejectMalformedRequests(SERVICE)],
     )
     pb_grpc.add_EmbeddingServiceServicer_to_server(
-        EmbeddingServicer(core, auth or TokenAuth([]), on_result), server
+        EmbeddingServicer(core, auth or TokenAuth([]), count), server
     )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

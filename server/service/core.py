@@ -1,8 +1,9 @@
 """The pool's front: validates, resolves the model variant, batches, merges.
 
 Plain asyncio with no Ray import: `VariantBackend` is how it reaches a model
-variant (a Ray deployment handle in the pool, a fake in unit tests). Both the
-Ray Serve ingress methods and the in-replica gRPC server call into this.
+variant (the direct channel or a Ray deployment handle in the pool, a fake in unit
+tests). Every front calls into this and passes a `Call` of its own, which the core
+fills with what the request resolved to; the front counts the call from it.
 """
 
 from __future__ import annotations
@@ -11,34 +12,36 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import grpc
-
-from embedpool.server.errors import EmbedpoolError, InvalidArgument, clip_message
+from embedpool.server.errors import InvalidArgument
 from embedpool.server.service import messages as convert
+from embedpool.server.service.backend import VariantBackend
 from embedpool.server.service.batching import Dispatcher
 from embedpool.server.service.scoring import score_matrix
-from embedpool.server.types import EmbedItem, EmbedOutput, InputType, SimilarityName, VariantDescription
+from embedpool.server.types import EmbedItem, InputType, SimilarityName, VariantDescription
 from embedpool.v1 import embedding_service_pb2 as pb
 
 if TYPE_CHECKING:
     from embedpool.server.config.catalogue import Catalogue, ModelConfig, VariantConfig
 
 log = logging.getLogger("embedpool")
-# The model and variant the current call resolved to, for the request counter's tags: set in
-# resolve(), read by the gRPC layer once the call ends (same task, so no argument threading).
-RESOLVED: ContextVar[tuple[str, str]] = ContextVar("embedpool_resolved", default=("", ""))
 
 
-class VariantBackend(Protocol):
-    async def embed(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]: ...
-    async def describe(self) -> VariantDescription: ...
-    async def count_tokens(
-        self, texts: list[str], input_type: InputType, prompt: str | None, prompt_name: str | None
-    ) -> list[int]: ...
-    async def ping(self) -> None: ...
+@dataclass(slots=True)
+class Call:
+    """One call's tags for the request counter. The front that counts the call makes it; the
+    core writes the model and variant the request resolved to (empty until it resolves)."""
+
+    method: str
+    front: str = "grpc"
+    model: str = ""
+    variant: str = ""
+
+
+# One EmbedStream request's answer: its id, the response or the exception that ended it, its tags.
+StreamAnswer = tuple[str, "pb.EmbedResponse | Exception", Call]
 
 
 class RouterCore:
@@ -65,10 +68,13 @@ class RouterCore:
 
     # ---- resolution -------------------------------------------------------
 
-    def resolve(self, sel: pb.ModelSelector | None) -> tuple[ModelConfig, VariantConfig, str]:
+    def resolve(
+        self, sel: pb.ModelSelector | None, call: Call | None = None
+    ) -> tuple[ModelConfig, VariantConfig, str]:
         model, variant, backend, device = convert.selector(sel or pb.ModelSelector())
         m, v = self.catalogue.resolve(model, variant, backend, device)
-        RESOLVED.set((m.name, v.name or ""))
+        if call is not None:
+            call.model, call.variant = m.name, v.name or ""
         return m, v, self.catalogue.deployment_name(m.name, v.name)
 
     async def description(self, deployment: str) -> VariantDescription:
@@ -85,9 +91,11 @@ class RouterCore:
 
     # ---- Embed --------------------------------------------------------------
 
-    async def embed(self, req: pb.EmbedRequest, deadline: float | None = None) -> pb.EmbedResponse:
+    async def embed(
+        self, req: pb.EmbedRequest, deadline: float | None = None, call: Call | None = None
+    ) -> pb.EmbedResponse:
         arrived = time.monotonic_ns()
-        m, v, name = self.resolve(req.model if req.HasField("model") else None)
+        m, v, name = self.resolve(req.model if req.HasField("model") else None, call)
         item = convert.embed_item(req, self.limits.max_inputs_per_request, time.time_ns())
         desc = await self.description(name)
         convert.check_dimensions(item.dimensions, desc.dimensions)
@@ -95,33 +103,32 @@ class RouterCore:
         return convert.embed_response(out, req.encoding, m.name, v.name, time.monotonic_ns() - arrived)
 
     async def embed_stream(
-        self, requests: AsyncIterator[pb.EmbedStreamRequest], deadline: float | None = None
-    ) -> AsyncIterator[pb.EmbedStreamResponse]:
-        """Answer each request as it completes; one failure ends only that request.
+        self,
+        requests: AsyncIterator[pb.EmbedStreamRequest],
+        deadline: float | None = None,
+        front: str = "grpc",
+    ) -> AsyncIterator[StreamAnswer]:
+        """Answer each request as it completes; one failure ends only that request (its
+        exception is the answer, for the front to turn into a status and count).
 
         At most `limits.max_queued_requests` requests of a stream are in flight or answered
         but not yet sent: past that, the stream stops reading until the client reads (HTTP/2
         flow control then holds the client back), so a client that writes without reading
         cannot grow the router's memory.
         """
-        done: asyncio.Queue[pb.EmbedStreamResponse | None] = asyncio.Queue()
+        done: asyncio.Queue[StreamAnswer | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
         window = asyncio.Semaphore(self.limits.max_queued_requests)
 
         async def one(msg: pb.EmbedStreamRequest) -> None:
+            call = Call("EmbedStream", front)
             try:
                 if not msg.HasField("request"):
                     raise InvalidArgument("EmbedStreamRequest.request is unset")
-                resp = await self.embed(msg.request, deadline)
-                await done.put(pb.EmbedStreamResponse(request_id=msg.request_id, response=resp))
-            except EmbedpoolError as exc:
-                err = pb.ErrorStatus(code=exc.code.value[0], message=exc.message)
-                await done.put(pb.EmbedStreamResponse(request_id=msg.request_id, error=err))
+                resp = await self.embed(msg.request, deadline, call)
+                await done.put((msg.request_id, resp, call))
             except Exception as exc:  # every request gets an answer, an unexpected failure too
-                log.exception("EmbedStream request failed")
-                message = clip_message(f"internal error: {type(exc).__name__}: {exc}")
-                err = pb.ErrorStatus(code=grpc.StatusCode.INTERNAL.value[0], message=message)
-                await done.put(pb.EmbedStreamResponse(request_id=msg.request_id, error=err))
+                await done.put((msg.request_id, exc, call))
 
         async def pump() -> None:
             try:
@@ -149,7 +156,7 @@ class RouterCore:
     # ---- Similarity -------------------------------------------------------
 
     async def similarity(
-        self, req: pb.SimilarityRequest, deadline: float | None = None
+        self, req: pb.SimilarityRequest, deadline: float | None = None, call: Call | None = None
     ) -> pb.SimilarityResponse:
         convert.enum_value(convert.MODES, req.mode, "mode", "SimilarityMode")
         mode = convert.MODES[req.mode]
@@ -165,7 +172,7 @@ class RouterCore:
             return await asyncio.get_running_loop().run_in_executor(None, _score_vectors, req, mode, limit)
         convert.check_texts(req.queries, "queries", limit)
         convert.check_texts(req.documents, "documents", limit)
-        m, v, name = self.resolve(req.model if req.HasField("model") else None)
+        m, v, name = self.resolve(req.model if req.HasField("model") else None, call)
         desc = await self.description(name)
         convert.check_dimensions(req.dimensions, desc.dimensions)
         arrived = time.time_ns()
@@ -254,13 +261,17 @@ class RouterCore:
         infos = await asyncio.gather(*(self.model_info(m) for m in models))
         return pb.ListModelsResponse(models=infos, default_model=default)
 
-    async def get_model(self, req: pb.GetModelRequest) -> pb.GetModelResponse:
+    async def get_model(self, req: pb.GetModelRequest, call: Call | None = None) -> pb.GetModelResponse:
         convert.check_name(req.model, "model")
         m, _ = self.catalogue.resolve(req.model, "", None, None)
+        if call is not None:
+            call.model = m.name
         return pb.GetModelResponse(model=await self.model_info(m))
 
-    async def count_tokens(self, req: pb.CountTokensRequest) -> pb.CountTokensResponse:
-        m, _, name = self.resolve(req.model if req.HasField("model") else None)
+    async def count_tokens(
+        self, req: pb.CountTokensRequest, call: Call | None = None
+    ) -> pb.CountTokensResponse:
+        m, _, name = self.resolve(req.model if req.HasField("model") else None, call)
         convert.check_texts(req.inputs, "inputs", self.limits.max_inputs_per_request)
         convert.enum_value(convert.INPUT_TYPES, req.input_type, "input_type", "InputType")
         if req.prompt and req.prompt_name:

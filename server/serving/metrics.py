@@ -54,14 +54,15 @@ class ReplicaMetrics:
 
 
 class RouterMetrics:
-    """Requests by method and status code, per model variant."""
+    """Requests by method, status code and front, per model variant."""
 
     def __init__(self) -> None:
         self.requests = metrics.Counter(
             "embedpool_requests",
-            "Requests by method, model, variant and gRPC status code.",
-            ("method", "model", "variant", "code"),
+            "Requests by method, model, variant, gRPC status code and front (grpc, ray_proxy, http).",
+            ("method", "model", "variant", "code", "front"),
         )
 
-    def request(self, method: str, model: str, variant: str, code: str) -> None:
-        self.requests.inc(tags={"method": method, "model": model, "variant": variant, "code": code})
+    def request(self, method: str, model: str, variant: str, code: str, front: str) -> None:
+        tags = {"method": method, "model": model, "variant": variant, "code": code, "front": front}
+        self.requests.inc(tags=tags)

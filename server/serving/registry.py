@@ -10,23 +10,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
 from ray.experimental import internal_kv
+
+from embedpool.server.direct.sender import Entry
 
 NAMESPACE = "embedpool"
 HEARTBEAT_S = 2.0
 POLL_S = 1.0
 MAX_AGE_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    deployment: str
-    replica_id: str
-    address: str
-    token: str
-    published: float
 
 
 def _prefix(app: str) -> str:

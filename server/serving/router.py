@@ -1,8 +1,9 @@
 """The Router: the pool's single ingress deployment.
 
 It serves the gRPC service twice over one RouterCore: on its own port (the
-fast path, see grpc_front) and through Ray Serve's gRPC proxy, whose calls
-arrive as the methods below, named after the RPCs.
+fast path, fronts/grpc_server.py) and through Ray Serve's gRPC proxy, whose calls
+arrive as the methods below, named after the RPCs. Both turn errors into statuses
+through fronts/outcome.py and count every call, tagged by front.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
 from embedpool.server.direct.sender import DirectVariantBackend
-from embedpool.server.errors import EmbedpoolError, MessageTooLarge
-from embedpool.server.fronts import grpc_server as grpc_front
+from embedpool.server.errors import MessageTooLarge
+from embedpool.server.fronts import grpc_server
 from embedpool.server.fronts.auth import TokenAuth
-from embedpool.server.service import core as router_core
-from embedpool.server.service.core import RouterCore
-from embedpool.server.serving import registry as replica_registry
+from embedpool.server.fronts.outcome import failure
+from embedpool.server.service.core import Call, RouterCore
+from embedpool.server.serving import registry
 from embedpool.server.serving.handle_backend import RayVariantBackend
 from embedpool.server.serving.metrics import RouterMetrics
 from embedpool.v1 import embedding_service_pb2 as pb
@@ -33,6 +34,7 @@ from embedpool.v1 import embedding_service_pb2 as pb
 log = logging.getLogger("ray.serve")
 T = TypeVar("T")
 HEALTH_INTERVAL_S = 5.0
+PROXY_FRONT = "ray_proxy"
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=4096)
@@ -65,24 +67,23 @@ class Router:
         self.server: grpc.aio.Server | None = None
         self.health = None
         if grpc_port:
-            self.server, self.health = await grpc_front.start_server(
-                self.core, grpc_port, host=grpc_host, auth=self.auth, on_result=self._count
+            self.server, self.health = await grpc_server.start_server(
+                self.core, grpc_port, host=grpc_host, auth=self.auth, count=self._count
             )
             log.info("embedpool gRPC listening on %s:%s", grpc_host, grpc_port)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_health())
         self._discovery_task = asyncio.get_running_loop().create_task(self._watch_replicas())
 
-    def _count(self, method: str, code: str) -> None:
-        model, variant = router_core.RESOLVED.get()  # via the module: Serve pickles this class
-        self.metrics.request(method, model, variant, code)
+    def _count(self, call: Call, code: str) -> None:
+        self.metrics.request(call.method, call.model, call.variant, code, call.front)
 
     async def _watch_health(self) -> None:
         while True:
             try:
                 up = await self.core.variant_health()
-                self.statuses = grpc_front.health_statuses(self.core, up)
+                self.statuses = grpc_server.health_statuses(self.core, up)
                 if self.health is not None:
-                    await grpc_front.set_health(self.health, self.statuses)
+                    await grpc_server.set_health(self.health, self.statuses)
             except Exception:
                 log.exception("health check failed")
             await asyncio.sleep(HEALTH_INTERVAL_S)
@@ -94,12 +95,12 @@ class Router:
         app = serve.get_replica_context().app_name
         while True:
             try:
-                entries = await asyncio.to_thread(replica_registry.discover, app)
+                entries = await asyncio.to_thread(registry.discover, app)
                 for name, backend in self.direct.items():
                     backend.update(e for e in entries if e.deployment == name)
             except Exception:
                 log.exception("could not read the replicas' direct endpoints")
-            await asyncio.sleep(replica_registry.POLL_S)
+            await asyncio.sleep(registry.POLL_S)
 
     async def __del__(self) -> None:
         """Drain: stop taking calls, let in-flight ones finish (Ray waits up to the graceful timeout)."""
@@ -122,26 +123,32 @@ class Router:
         self,
         method: str,
         ctx: RayServegRPCContext,
-        call: Callable[[], Awaitable[T]],
+        serve: Callable[[Call], Awaitable[T]],
         empty: T,
         request: Message,
     ) -> T:
+        call = Call(method, PROXY_FRONT)
         try:
             self.auth.check(ctx.invocation_metadata())
             self._check_size(request)
-            result = await call()
-        except EmbedpoolError as exc:
-            self._count(method, exc.code.name)
-            ctx.set_code(exc.code)
-            ctx.set_details(exc.message)
-            ctx.set_trailing_metadata(list(grpc_front.error_trailers(exc)))
+            result = await serve(call)
+        except Exception as exc:
+            fail = failure(exc, method)
+            self._count(call, fail.code.name)
+            ctx.set_code(fail.code)
+            ctx.set_details(fail.message)
+            ctx.set_trailing_metadata(list(fail.trailers))
             return empty
-        self._count(method, "OK")
+        self._count(call, "OK")
         return result
 
     async def Embed(self, request: pb.EmbedRequest, grpc_context: RayServegRPCContext) -> pb.EmbedResponse:
         return await self._proxied(
-            "Embed", grpc_context, lambda: self.core.embed(request), pb.EmbedResponse(), request
+            "Embed",
+            grpc_context,
+            lambda call: self.core.embed(request, None, call),
+            pb.EmbedResponse(),
+            request,
         )
 
     async def Similarity(
@@ -150,7 +157,7 @@ class Router:
         return await self._proxied(
             "Similarity",
             grpc_context,
-            lambda: self.core.similarity(request),
+            lambda call: self.core.similarity(request, None, call),
             pb.SimilarityResponse(),
             request,
         )
@@ -161,7 +168,7 @@ class Router:
         return await self._proxied(
             "ListModels",
             grpc_context,
-            lambda: self.core.list_models(request),
+            lambda call: self.core.list_models(request),
             pb.ListModelsResponse(),
             request,
         )
@@ -170,7 +177,11 @@ class Router:
         self, request: pb.GetModelRequest, grpc_context: RayServegRPCContext
     ) -> pb.GetModelResponse:
         return await self._proxied(
-            "GetModel", grpc_context, lambda: self.core.get_model(request), pb.GetModelResponse(), request
+            "GetModel",
+            grpc_context,
+            lambda call: self.core.get_model(request, call),
+            pb.GetModelResponse(),
+            request,
         )
 
     async def CountTokens(
@@ -179,7 +190,7 @@ class Router:
         return await self._proxied(
             "CountTokens",
             grpc_context,
-            lambda: self.core.count_tokens(request),
+            lambda call: self.core.count_tokens(request, call),
             pb.CountTokensResponse(),
             request,
         )
@@ -187,11 +198,16 @@ class Router:
     async def EmbedStream(
         self, request_stream: AsyncIterator[pb.EmbedStreamRequest], grpc_context: RayServegRPCContext
     ) -> AsyncIterator[pb.EmbedStreamResponse]:
+        def end(exc: Exception) -> None:  # the stream's own status: auth, size, or a failure
+            fail = failure(exc, "EmbedStream")
+            self._count(Call("EmbedStream", PROXY_FRONT), fail.code.name)
+            grpc_context.set_code(fail.code)
+            grpc_context.set_details(fail.message)
+
         try:
             self.auth.check(grpc_context.invocation_metadata())
-        except EmbedpoolError as exc:
-            grpc_context.set_code(exc.code)
-            grpc_context.set_details(exc.message)
+        except Exception as exc:
+            end(exc)
             return
 
         async def sized() -> AsyncIterator[pb.EmbedStreamRequest]:
@@ -200,11 +216,12 @@ class Router:
                 yield msg
 
         try:
-            async for response in self.core.embed_stream(sized()):
+            async for request_id, answer, call in self.core.embed_stream(sized(), None, PROXY_FRONT):
+                response, code = grpc_server.stream_response(request_id, answer)
+                self._count(call, code)
                 yield response
-        except EmbedpoolError as exc:  # a message over the size limit ends the stream, as gRPC would
-            grpc_context.set_code(exc.code)
-            grpc_context.set_details(exc.message)
+        except Exception as exc:  # a message over the size limit ends the stream, as gRPC would
+            end(exc)
 
     async def Check(
         self, request: health_pb2.HealthCheckRequest, grpc_context: RayServegRPCContext

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -49,6 +48,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.integration.sleepy_model import DEVICE_MARK, text_key  # noqa: E402
+from tests.net import free_port  # noqa: E402
 
 APP = "embedpool"
 MODEL = "sleepy"
@@ -88,12 +88,6 @@ CATALOGUE: dict[str, Any] = {
     ],
 }
 DEPLOYMENTS = {"gpu": f"{MODEL}--gpu", "cpu": f"{MODEL}--cpu"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Recorder:

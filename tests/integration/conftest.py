@@ -8,13 +8,14 @@ It listens on loopback: the pool's own port and Ray's gRPC proxy.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+
+from tests.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = Path(__file__).with_name("catalogue.yaml")
@@ -25,12 +26,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests that start a Ray cluster of their own run first, before the shared pool exists:
     two clusters starting side by side on 2 cores can time out."""
     items.sort(key=lambda item: item.get_closest_marker("own_cluster") is None)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

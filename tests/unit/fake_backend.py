@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import grpc
 import numpy as np
 
 from embedpool.server.config.catalogue import Catalogue
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.fronts import grpc_server as grpc_front
 from embedpool.server.fronts.auth import TokenAuth
+from embedpool.server.fronts.outcome import CountFn, no_count
 from embedpool.server.service.core import RouterCore
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
+from tests.net import free_port
 
 DIMS = 4
 MODEL = "fake"
@@ -89,29 +91,43 @@ def catalogue(
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @asynccontextmanager
 async def serving(
     backend: FakeBackend | None = None,
     *,
     auth: TokenAuth | None = None,
-    on_result: Callable[[str, str], None] = lambda method, code: None,
+    count: CountFn = no_count,
     **limits: int,
 ) -> AsyncIterator[tuple[str, RouterCore, FakeBackend]]:
     """The real grpc_front server over a RouterCore with a FakeBackend, on loopback."""
     backend = backend or FakeBackend()
     core = RouterCore(catalogue(**limits), {DEPLOYMENT: backend})
     port = free_port()
-    server, health = await grpc_front.start_server(
-        core, port, host="127.0.0.1", auth=auth, on_result=on_result
-    )
+    server, health = await grpc_front.start_server(core, port, host="127.0.0.1", auth=auth, count=count)
     await grpc_front.set_health(health, grpc_front.health_statuses(core, {DEPLOYMENT: True}))
     try:
         yield f"127.0.0.1:{port}", core, backend
     finally:
         await server.stop(None)
+
+
+class ProxyContext:
+    """What RayServegRPCContext offers the Router's methods."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.metadata = metadata
+        self.code: grpc.StatusCode | None = None
+        self.details = ""
+        self.trailers: list[tuple[str, str]] = []
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def set_details(self, details: str) -> None:
+        self.details = details
+
+    def set_trailing_metadata(self, trailers: list[tuple[str, str]]) -> None:
+        self.trailers = trailers

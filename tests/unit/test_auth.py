@@ -18,7 +18,7 @@ from embedpool.errors import AuthenticationError
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
-from tests.unit.fake_backend import FakeBackend, serving
+from tests.unit.fake_backend import FakeBackend, ProxyContext, serving
 
 GOOD = "s3cr3t-token-0123456789abcdef"
 OTHER_GOOD = "second-valid-token-zyxwvu"
@@ -169,28 +169,6 @@ def test_tokens_from_the_environment_and_a_token_file(tmp_path: Path) -> None:
 
 
 # ---- the Ray-proxy path: ingress.Router's methods, without Ray ----------------------------------
-
-
-class ProxyContext:
-    """What RayServegRPCContext offers the Router's methods."""
-
-    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
-        self.metadata = metadata
-        self.code: grpc.StatusCode | None = None
-        self.details = ""
-        self.trailers: list[tuple[str, str]] = []
-
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return self.metadata
-
-    def set_code(self, code: grpc.StatusCode) -> None:
-        self.code = code
-
-    def set_details(self, details: str) -> None:
-        self.details = details
-
-    def set_trailing_metadata(self, trailers: list[tuple[str, str]]) -> None:
-        self.trailers = trailers
 
 
 async def test_the_ray_proxy_path_checks_the_same_tokens(logs: pytest.LogCaptureFixture) -> None:

@@ -86,9 +86,9 @@ def test_help_and_usage(capsys: Capsys) -> None:
 
 
 def test_server_commands_are_lazy(capsys: Capsys, monkeypatch: pytest.MonkeyPatch) -> None:
-    import embedpool.cli as cli
-
     from importlib.metadata import EntryPoint
+
+    import embedpool.cli as cli
 
     missing = EntryPoint("bench", "embedpool.no_such_module", cli.COMMAND_GROUP)
     monkeypatch.setattr(cli, "plugin_commands", lambda: {"bench": missing})

@@ -7,6 +7,7 @@ backend; the Serve handle is replaced by a second fake that records what fell ba
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import replace
 
@@ -16,7 +17,7 @@ import pytest
 
 from embedpool.server.direct import wire as replica_wire
 from embedpool.server.direct.receiver import DirectServer
-from embedpool.server.direct.sender import DirectVariantBackend
+from embedpool.server.direct.sender import DirectVariantBackend, Entry
 from embedpool.server.errors import (
     DeadlineExceeded,
     EmbedpoolError,
@@ -25,7 +26,6 @@ from embedpool.server.errors import (
     Overloaded,
 )
 from embedpool.server.serving.autoscale import DIRECT_ONGOING, POLICY, direct_aware_policy
-from embedpool.server.serving.registry import Entry
 from embedpool.server.types import EmbedItem, EmbedOutput
 from tests.unit.fake_backend import FakeBackend, vector
 
@@ -41,19 +41,30 @@ ITEM = EmbedItem(
     precision="int8",
     arrived_ns=123,
 )
+OTHER = EmbedItem(texts=["x"], prompt_name="query")  # prompt and prompt_name never come together
+OUTPUT = EmbedOutput(np.arange(6, dtype=np.float32).reshape(2, 3), 3, 7, 1, 11, 22)
 
 
 # ---- wire format -------------------------------------------------------------------------------
 
 
 def test_items_round_trip_every_field() -> None:
-    other = EmbedItem(texts=["x"], prompt_name="query")
-    assert replica_wire.decode_items(replica_wire.encode_items([ITEM, other])) == [ITEM, other]
+    assert replica_wire.decode_items(replica_wire.encode_items([ITEM, OTHER])) == [ITEM, OTHER]
+
+
+def test_every_dataclass_field_is_set_off_its_default_in_the_round_trips() -> None:
+    # A field added to EmbedItem/EmbedOutput must be exercised above with a non-default value,
+    # or a wire that dropped it would still pass.
+    for field in dataclasses.fields(EmbedItem):
+        assert any(getattr(i, field.name) != field.default for i in (ITEM, OTHER)), f"set {field.name}"
+    for field in dataclasses.fields(EmbedOutput):
+        if field.name != "vectors":
+            assert getattr(OUTPUT, field.name) not in (0, field.default), f"set OUTPUT.{field.name}"
 
 
 def test_results_round_trip_vectors_and_errors() -> None:
     results: list[EmbedOutput | EmbedpoolError] = [
-        EmbedOutput(np.arange(6, dtype=np.float32).reshape(2, 3), 3, 7, 1, 11, 22),
+        OUTPUT,
         InvalidArgument("input 0 has 300 tokens"),
         EmbedOutput(np.array([[1, -2]], dtype=np.int8), 2, 1, 0),
         Overloaded("busy"),
@@ -75,6 +86,9 @@ def test_results_round_trip_vectors_and_errors() -> None:
                 sent.queue_ns,
                 sent.inference_ns,
             )
+            for field in dataclasses.fields(EmbedOutput):
+                if field.name != "vectors":
+                    assert getattr(got, field.name) == getattr(sent, field.name), field.name
         else:
             assert isinstance(got, EmbedpoolError)
             assert got.message == sent.message

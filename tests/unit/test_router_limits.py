@@ -95,10 +95,11 @@ async def test_a_stream_that_is_not_read_stops_being_read() -> None:
         # Before: all 1000 requests were read and answered into an unbounded buffer.
         assert len(pulled) <= 16 + 1, len(pulled)
         rest = [r async for r in responses]
-    answers = {r.request_id: r for r in [first, *rest]}
+    answers = {request_id: answer for request_id, answer, _ in [first, *rest]}
     assert sorted(answers, key=int) == [str(i) for i in range(1000)]
     for rid, r in answers.items():  # every answer is its own request's
-        assert np.array_equal(np.array(r.response.embeddings[0].values, np.float32), vector(f"text {rid}"))
+        assert isinstance(r, pb.EmbedResponse)
+        assert np.array_equal(np.array(r.embeddings[0].values, np.float32), vector(f"text {rid}"))
 
 
 async def test_every_stream_request_is_answered_even_when_the_backend_fails_unexpectedly() -> None:
@@ -147,27 +148,32 @@ async def test_an_error_raised_in_a_replica_keeps_its_class_and_message(raised: 
 
 
 async def test_request_counter_is_tagged_with_the_resolved_model_and_variant() -> None:
-    from embedpool.server.service.core import RESOLVED
+    from embedpool.server.service.core import Call
 
-    seen: list[tuple[str, str, str, str]] = []
+    seen: list[tuple[str, str, str, str, str]] = []
 
-    def on_result(method: str, code: str) -> None:
-        seen.append((method, code, *RESOLVED.get()))
+    def count(call: Call, code: str) -> None:
+        seen.append((call.method, code, call.model, call.variant, call.front))
 
     async def stream() -> AsyncIterator[pb.EmbedStreamRequest]:
         yield pb.EmbedStreamRequest(request_id="1", request=pb.EmbedRequest(inputs=["a"]))
+        yield pb.EmbedStreamRequest(request_id="2", request=pb.EmbedRequest(inputs=[""]))
 
-    async with serving(on_result=on_result) as (target, _, _), grpc.aio.insecure_channel(target) as channel:
+    async with serving(count=count) as (target, _, _), grpc.aio.insecure_channel(target) as channel:
         stub = pb_grpc.EmbeddingServiceStub(channel)
         await stub.Embed(pb.EmbedRequest(inputs=["a"]), timeout=10)
         await call_code(stub.Embed(pb.EmbedRequest(inputs=[]), timeout=10))
         await call_code(stub.Embed(pb.EmbedRequest(model=pb.ModelSelector(model="nope"), inputs=["a"])))
         [_ async for _ in stub.EmbedStream(stream(), timeout=10)]
-    assert seen == [
-        ("Embed", "OK", "fake", "custom-cpu"),
-        ("Embed", "INVALID_ARGUMENT", "fake", "custom-cpu"),
-        ("Embed", "NOT_FOUND", "", ""),  # nothing resolved: no tags to give
-        ("EmbedStream", "OK", "fake", "custom-cpu"),
+    assert seen[:3] == [
+        ("Embed", "OK", "fake", "custom-cpu", "grpc"),
+        ("Embed", "INVALID_ARGUMENT", "fake", "custom-cpu", "grpc"),
+        ("Embed", "NOT_FOUND", "", "", "grpc"),  # nothing resolved: no tags to give
+    ]
+    # each request of a stream is counted with its own code, in the order they complete
+    assert sorted(seen[3:]) == [
+        ("EmbedStream", "INVALID_ARGUMENT", "fake", "custom-cpu", "grpc"),
+        ("EmbedStream", "OK", "fake", "custom-cpu", "grpc"),
     ]
 
 

@@ -1,0 +1,84 @@
+"""The one adapter from a call's outcome to what a front sends and counts.
+
+Every front (the pool's gRPC port, Ray's gRPC proxy path, the HTTP front) turns an
+exception into its status here: the gRPC code and message, the trailers (a retry hint
+on overload), the HTTP status and OpenAI error type, and the code name the request
+counter is tagged with. An exception that is not the pool's own becomes INTERNAL with
+its traceback logged, on every front alike.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from embedpool.server.errors import EmbedpoolError, MessageTooLarge, Overloaded, clip_message
+from embedpool.server.service.core import Call
+
+log = logging.getLogger("embedpool")
+RETRY_AFTER_MS = 100
+
+# gRPC code -> (HTTP status, OpenAI error type). 413 for MessageTooLarge is by class below.
+_HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
+    grpc.StatusCode.INVALID_ARGUMENT: (400, "invalid_request_error"),
+    grpc.StatusCode.UNAUTHENTICATED: (401, "authentication_error"),
+    grpc.StatusCode.NOT_FOUND: (404, "not_found_error"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: (429, "rate_limit_error"),
+    grpc.StatusCode.UNAVAILABLE: (503, "service_unavailable_error"),
+    grpc.StatusCode.DEADLINE_EXCEEDED: (504, "timeout_error"),
+    grpc.StatusCode.CANCELLED: (499, "cancelled_error"),
+    grpc.StatusCode.INTERNAL: (500, "server_error"),
+}
+
+# Counts a finished call: the call's tags and its status code name ("OK" on success).
+CountFn = Callable[[Call, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """How every front reports one exception."""
+
+    code: grpc.StatusCode
+    message: str
+    retry_after_ms: int | None = None
+    too_large: bool = False
+
+    @property
+    def trailers(self) -> tuple[tuple[str, str], ...]:
+        """gRPC trailing metadata: the retry hint the Python client's backoff reads."""
+        return () if self.retry_after_ms is None else (("retry-after-ms", str(self.retry_after_ms)),)
+
+    @property
+    def http_status(self) -> int:
+        return 413 if self.too_large else _HTTP.get(self.code, (500, "server_error"))[0]
+
+    @property
+    def error_type(self) -> str:
+        """OpenAI's `error.type` for the HTTP front's envelope."""
+        return "invalid_request_error" if self.too_large else _HTTP.get(self.code, (500, "server_error"))[1]
+
+    @property
+    def code_number(self) -> int:
+        """The numeric code, as carried by EmbedStream's per-request ErrorStatus."""
+        number: int = self.code.value[0]
+        return number
+
+
+def failure(exc: BaseException, what: str) -> Failure:
+    """The status for `exc`, raised while serving `what` (a method name, for the log)."""
+    if isinstance(exc, EmbedpoolError):
+        return Failure(
+            code=grpc.StatusCode[exc.status],
+            message=exc.message,
+            retry_after_ms=RETRY_AFTER_MS if isinstance(exc, Overloaded) else None,
+            too_large=isinstance(exc, MessageTooLarge),
+        )
+    log.error("%s failed", what, exc_info=exc)
+    return Failure(grpc.StatusCode.INTERNAL, clip_message(f"internal error: {type(exc).__name__}: {exc}"))
+
+
+def no_count(call: Call, code: str) -> None:
+    return None
