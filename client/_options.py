@@ -5,30 +5,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import grpc
 
 from ._retry import RetryPolicy
 from .errors import InvalidInputError
 from .v1 import embedding_service_pb2 as pb
+from .vocabulary import BACKENDS, DEVICES
 
 __all__ = ["DEFAULT_TARGET", "TOKEN_ENV", "ClientOptions"]
 
 DEFAULT_TARGET = "localhost:50051"
 TOKEN_ENV = "EMBEDPOOL_TOKEN"
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-BackendName = Literal["torch", "onnx", "openvino", "custom"]
-DeviceName = Literal["cpu", "cuda"]
-
-_BACKENDS: dict[str, pb.Backend] = {
-    "torch": pb.BACKEND_TORCH,
-    "onnx": pb.BACKEND_ONNX,
-    "openvino": pb.BACKEND_OPENVINO,
-    "custom": pb.BACKEND_CUSTOM,
-}
-_DEVICES: dict[str, pb.Device] = {"cpu": pb.DEVICE_CPU, "cuda": pb.DEVICE_CUDA}
 
 
 def _user_agent() -> str:
@@ -73,10 +63,10 @@ class ClientOptions:
     metadata: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.backend is not None and self.backend not in _BACKENDS:
-            raise InvalidInputError(f"backend must be one of {sorted(_BACKENDS)}, not {self.backend!r}")
-        if self.device is not None and self.device not in _DEVICES:
-            raise InvalidInputError(f"device must be one of {sorted(_DEVICES)}, not {self.device!r}")
+        if self.backend is not None and self.backend not in BACKENDS.names:
+            raise InvalidInputError(f"backend must be one of {sorted(BACKENDS.names)}, not {self.backend!r}")
+        if self.device is not None and self.device not in DEVICES.names:
+            raise InvalidInputError(f"device must be one of {sorted(DEVICES.names)}, not {self.device!r}")
         if self.embed_batch_size < 1:
             raise InvalidInputError(f"embed_batch_size must be at least 1, not {self.embed_batch_size}")
         if self.max_concurrency < 1:
@@ -104,8 +94,8 @@ class ClientOptions:
         return pb.ModelSelector(
             model=self.model,
             variant=self.variant,
-            backend=_BACKENDS[self.backend] if self.backend else pb.BACKEND_UNSPECIFIED,
-            device=_DEVICES[self.device] if self.device else pb.DEVICE_UNSPECIFIED,
+            backend=BACKENDS.numbers[self.backend] if self.backend else pb.BACKEND_UNSPECIFIED,  # type: ignore[index]
+            device=DEVICES.numbers[self.device] if self.device else pb.DEVICE_UNSPECIFIED,  # type: ignore[index]
         )
 
     def grpc_options(self) -> list[tuple[str, Any]]:

@@ -8,16 +8,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ._options import ClientOptions
 from .errors import EmbedpoolError, InvalidInputError
-from .results import EmbedResult, PrecisionName, dtype_for, empty_embeddings
+from .results import EmbedResult, dtype_for, empty_embeddings
 from .similarity import SimilarityMode
 from .v1 import embedding_service_pb2 as pb
+from .vocabulary import (
+    INPUT_TYPES,
+    PRECISIONS,
+    TRUNCATION_DIRECTIONS,
+    InputTypeName,
+    PrecisionName,
+    TruncationDirectionName,
+)
 
 __all__ = [
     "EmbedSpec",
@@ -29,29 +37,12 @@ __all__ = [
     "split",
 ]
 
-InputTypeName = Literal["query", "document"]
-TruncationDirectionName = Literal["right", "left"]
 
-_INPUT_TYPES: dict[str, pb.InputType] = {"query": pb.INPUT_TYPE_QUERY, "document": pb.INPUT_TYPE_DOCUMENT}
-_DIRECTIONS: dict[str, pb.TruncationDirection] = {
-    "right": pb.TRUNCATION_DIRECTION_RIGHT,
-    "left": pb.TRUNCATION_DIRECTION_LEFT,
-}
-_PRECISIONS: dict[str, pb.Precision] = {
-    "float32": pb.PRECISION_FLOAT32,
-    "int8": pb.PRECISION_INT8,
-    "uint8": pb.PRECISION_UINT8,
-    "binary": pb.PRECISION_BINARY,
-    "ubinary": pb.PRECISION_UBINARY,
-}
-_PRECISION_NAMES: dict[int, PrecisionName] = {
-    int(pb.PRECISION_UNSPECIFIED): "float32",
-    int(pb.PRECISION_FLOAT32): "float32",
-    int(pb.PRECISION_INT8): "int8",
-    int(pb.PRECISION_UINT8): "uint8",
-    int(pb.PRECISION_BINARY): "binary",
-    int(pb.PRECISION_UBINARY): "ubinary",
-}
+def _precision_name(number: int) -> PrecisionName | None:
+    try:
+        return PRECISIONS.name(int(number))
+    except KeyError:  # a newer server's precision
+        return None
 
 
 def _choice(kind: str, value: str, table: dict[str, Any]) -> Any:
@@ -118,7 +109,7 @@ class EmbedSpec:
         (for queries) or ``text_instruction`` (for documents) is the prompt when
         set; otherwise the model's own prompt for the input type applies.
         """
-        proto_input_type = _choice("input_type", input_type, _INPUT_TYPES)
+        proto_input_type = _choice("input_type", input_type, INPUT_TYPES.numbers)
         if prompt is not None and prompt_name is not None:
             raise InvalidInputError("set at most one of prompt and prompt_name")
         if prompt is None and prompt_name is None:
@@ -126,7 +117,7 @@ class EmbedSpec:
         dims = options.dimensions if dimensions is None else dimensions
         if dims < 0:
             raise InvalidInputError(f"dimensions must not be negative, not {dims}")
-        _choice("precision", precision, _PRECISIONS)
+        _choice("precision", precision, PRECISIONS.numbers)
         return cls(
             selector=options.selector(),
             input_type=proto_input_type,
@@ -134,7 +125,9 @@ class EmbedSpec:
             prompt_name=prompt_name or "",
             normalize=options.normalize if normalize is None else normalize,
             truncate=options.truncate if truncate is None else truncate,
-            truncation_direction=_choice("truncation_direction", truncation_direction, _DIRECTIONS),
+            truncation_direction=_choice(
+                "truncation_direction", truncation_direction, TRUNCATION_DIRECTIONS.numbers
+            ),
             dimensions=dims,
             precision=precision,
         )
@@ -150,7 +143,7 @@ class EmbedSpec:
             truncate=self.truncate,
             truncation_direction=self.truncation_direction,
             dimensions=self.dimensions,
-            precision=_PRECISIONS[self.precision],
+            precision=PRECISIONS.numbers[self.precision],  # type: ignore[arg-type]
             encoding=pb.VECTOR_ENCODING_BYTES,
         )
 
@@ -189,7 +182,7 @@ class EmbedSpec:
             dimensions=first.dimensions or int(embeddings.shape[1]),
             model=first.model,
             variant=first.variant,
-            precision=_PRECISION_NAMES.get(int(first.precision), self.precision),
+            precision=_precision_name(first.precision) or self.precision,
             input_tokens=sum(resp.usage.input_tokens for resp in responses),
             truncated_inputs=sum(resp.usage.truncated_inputs for resp in responses),
             queue_ns=max(resp.timings.queue_ns for resp in responses),
@@ -204,7 +197,7 @@ def parse_embeddings(resp: pb.EmbedResponse, expected: int) -> npt.NDArray[Any]:
     and falls back to ``values`` / ``int_values`` for a server that answers
     with numbers.
     """
-    precision = _PRECISION_NAMES.get(int(resp.precision))
+    precision = _precision_name(resp.precision)
     if precision is None:
         raise EmbedpoolError(f"the pool answered with an unknown precision {int(resp.precision)}")
     dtype = dtype_for(precision)

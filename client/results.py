@@ -4,27 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .similarity import SimilarityMode
 from .v1 import embedding_service_pb2 as pb
+from .vocabulary import BACKENDS, DEVICES, PrecisionName, Vocabulary
 
 __all__ = ["EmbedResult", "ModelInfo", "ModelLimits", "PrecisionName", "VariantInfo"]
 
-#: The numeric type of returned vectors, as sentence-transformers' quantize_embeddings names them.
-PrecisionName = Literal["float32", "int8", "uint8", "binary", "ubinary"]
 
-_BACKEND_NAMES = {
-    pb.BACKEND_UNSPECIFIED: "",
-    pb.BACKEND_TORCH: "torch",
-    pb.BACKEND_ONNX: "onnx",
-    pb.BACKEND_OPENVINO: "openvino",
-    pb.BACKEND_CUSTOM: "custom",
-}
-_DEVICE_NAMES = {pb.DEVICE_UNSPECIFIED: "", pb.DEVICE_CPU: "cpu", pb.DEVICE_CUDA: "cuda"}
+def _enum_name(vocabulary: Vocabulary[Any], number: int) -> str:
+    """The shared name, "" for UNSPECIFIED, the number itself from a newer server."""
+    try:
+        return vocabulary.name(int(number)) or ""
+    except KeyError:
+        return str(int(number))
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,8 +70,8 @@ class VariantInfo:
     def from_proto(cls, msg: pb.VariantInfo) -> VariantInfo:
         return cls(
             name=msg.name,
-            backend=_BACKEND_NAMES.get(msg.backend, str(int(msg.backend))),
-            device=_DEVICE_NAMES.get(msg.device, str(int(msg.device))),
+            backend=_enum_name(BACKENDS, msg.backend),
+            device=_enum_name(DEVICES, msg.device),
             dtype=msg.dtype,
             dimensions=msg.dimensions,
             is_default=msg.is_default,

@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .v1 import embedding_service_pb2 as pb
+from .vocabulary import SIMILARITY_MODES
 
 __all__ = ["SimilarityMode", "similarity"]
 
@@ -63,9 +64,8 @@ class SimilarityMode(str, enum.Enum):
 
 
 _TO_PROTO: dict[SimilarityMode, pb.SimilarityMode] = {
-    SimilarityMode.COSINE: pb.SIMILARITY_MODE_COSINE,
-    SimilarityMode.DOT_PRODUCT: pb.SIMILARITY_MODE_DOT_PRODUCT,
-    SimilarityMode.EUCLIDEAN: pb.SIMILARITY_MODE_EUCLIDEAN,
+    SimilarityMode(name): number  # type: ignore[misc]
+    for name, number in SIMILARITY_MODES.numbers.items()
 }
 _FROM_PROTO: dict[int, SimilarityMode] = {int(v): k for k, v in _TO_PROTO.items()}
 

@@ -7,15 +7,25 @@ used by unit tests without a cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 
-InputType = Literal["query", "document"]
-Precision = Literal["float32", "int8", "uint8", "binary", "ubinary"]
-BackendName = Literal["torch", "onnx", "openvino", "custom"]
-DeviceName = Literal["cpu", "cuda"]
-SimilarityName = Literal["cosine", "dot_product", "euclidean"]
+from embedpool.vocabulary import BackendName, DeviceName, InputTypeName, PrecisionName, SimilarityName
+
+__all__ = [
+    "BackendName",
+    "DeviceName",
+    "EmbedItem",
+    "EmbedOutput",
+    "InputType",
+    "Precision",
+    "SimilarityName",
+    "VariantDescription",
+]
+
+# The names the client spells too: one table per concept (embedpool.vocabulary).
+InputType = InputTypeName
+Precision = PrecisionName
 
 
 @dataclass(slots=True)

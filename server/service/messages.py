@@ -7,51 +7,34 @@ router before it costs a hop. Every refusal names the field and the limit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from embedpool import vocabulary as vocab
 from embedpool.server.errors import InvalidArgument
 from embedpool.server.service.scoring import top_k as best
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, Precision, SimilarityName
 from embedpool.v1 import embedding_service_pb2 as pb
+from embedpool.vocabulary import Vocabulary
 
-INPUT_TYPES: dict[int, InputType] = {
-    pb.INPUT_TYPE_UNSPECIFIED: "document",
-    pb.INPUT_TYPE_QUERY: "query",
-    pb.INPUT_TYPE_DOCUMENT: "document",
-}
-PRECISIONS: dict[int, Precision] = {
-    pb.PRECISION_UNSPECIFIED: "float32",
-    pb.PRECISION_FLOAT32: "float32",
-    pb.PRECISION_INT8: "int8",
-    pb.PRECISION_UINT8: "uint8",
-    pb.PRECISION_BINARY: "binary",
-    pb.PRECISION_UBINARY: "ubinary",
-}
-PRECISION_ENUM: dict[str, int] = {v: k for k, v in PRECISIONS.items() if k != pb.PRECISION_UNSPECIFIED}
-MODES: dict[int, SimilarityName] = {
-    pb.SIMILARITY_MODE_UNSPECIFIED: "cosine",
-    pb.SIMILARITY_MODE_COSINE: "cosine",
-    pb.SIMILARITY_MODE_DOT_PRODUCT: "dot_product",
-    pb.SIMILARITY_MODE_EUCLIDEAN: "euclidean",
-}
-MODE_ENUM: dict[str, int] = {v: k for k, v in MODES.items() if k != pb.SIMILARITY_MODE_UNSPECIFIED}
-BACKENDS: dict[int, str | None] = {
-    pb.BACKEND_UNSPECIFIED: None,
-    pb.BACKEND_TORCH: "torch",
-    pb.BACKEND_ONNX: "onnx",
-    pb.BACKEND_OPENVINO: "openvino",
-    pb.BACKEND_CUSTOM: "custom",
-}
-BACKEND_ENUM: dict[str, int] = {v: k for k, v in BACKENDS.items() if v is not None}
-DEVICES: dict[int, str | None] = {pb.DEVICE_UNSPECIFIED: None, pb.DEVICE_CPU: "cpu", pb.DEVICE_CUDA: "cuda"}
-DEVICE_ENUM: dict[str, int] = {v: k for k, v in DEVICES.items() if v is not None}
+
+# Proto enum number -> the shared name (embedpool.vocabulary); UNSPECIFIED -> its meaning.
+def _by_number(vocabulary: Vocabulary[Any]) -> dict[int, Any]:
+    return {number: vocabulary.name(number) for number in vocabulary.known}
+
+
+INPUT_TYPES: dict[int, InputType] = _by_number(vocab.INPUT_TYPES)
+PRECISIONS: dict[int, Precision] = _by_number(vocab.PRECISIONS)
+PRECISION_ENUM: dict[str, int] = dict(vocab.PRECISIONS.numbers)
+MODES: dict[int, SimilarityName] = _by_number(vocab.SIMILARITY_MODES)
+MODE_ENUM: dict[str, int] = dict(vocab.SIMILARITY_MODES.numbers)
+BACKENDS: dict[int, str | None] = _by_number(vocab.BACKENDS)
+BACKEND_ENUM: dict[str, int] = dict(vocab.BACKENDS.numbers)
+DEVICES: dict[int, str | None] = _by_number(vocab.DEVICES)
+DEVICE_ENUM: dict[str, int] = dict(vocab.DEVICES.numbers)
 ENCODINGS = (pb.VECTOR_ENCODING_UNSPECIFIED, pb.VECTOR_ENCODING_NUMBERS, pb.VECTOR_ENCODING_BYTES)
-TRUNCATION_DIRECTIONS = (
-    pb.TRUNCATION_DIRECTION_UNSPECIFIED,
-    pb.TRUNCATION_DIRECTION_RIGHT,
-    pb.TRUNCATION_DIRECTION_LEFT,
-)
+TRUNCATION_DIRECTIONS = tuple(sorted(vocab.TRUNCATION_DIRECTIONS.known))
 # Model, variant and prompt names are short; a longer one is refused before any message echoes
 # it (a status message travels in a header, and gRPC clients drop headers over 8-16 KiB).
 MAX_NAME_CHARS = 256
