@@ -1,6 +1,5 @@
-"""Configuration: the catalogue (schema, loading, the bundled default) and the Serve /
-KubeRay configs generated from it (deploy.py).
+"""Configuration: the catalogue (its schema, loading, the bundled default).
 
-May import: embedpool.server.{errors,types}, pydantic, yaml. Never ray, grpc or torch:
-`python -m embedpool.server.config.deploy` runs where neither is installed.
+The Serve / KubeRay configs generated from it are Ray wiring: serving/deploy_config.py.
+May import: embedpool.server.{errors,types}, pydantic, yaml. Never ray, grpc or torch.
 """

@@ -3,7 +3,7 @@
 The committed files under deploy/ are this module's output; each starts with the
 command that regenerates it, and a test fails when a file and its command disagree::
 
-    python -m embedpool.server.config.deploy --catalogue deploy/catalogue-gpu.yaml \\
+    python -m embedpool.server.serving.deploy_config --catalogue deploy/catalogue-gpu.yaml \\
         --router-selector embedpool/node-pool=cpu --cpu-selector embedpool/node-pool=cpu \\
         --out deploy/serve-gpu.yaml --rayservice deploy/k8s/rayservice.yaml
     ... --check     # exit 1 (and say which file) when a committed file is stale
@@ -41,7 +41,7 @@ IMPORT_PATH = "embedpool.server.serving.app:build_app"
 ROUTER_DEPLOYMENT = "Router"
 DEFAULT_RAY_GRPC_PORT = 9000
 PROXY_LOCATIONS = ("EveryNode", "HeadOnly", "Disabled")
-MODULE = "embedpool.server.config.deploy"
+MODULE = "embedpool.server.serving.deploy_config"
 HEADER_MARK = "# Regenerate: "
 
 # The line in a RayService manifest whose block scalar holds the Serve config.

@@ -4,7 +4,7 @@ A process can be connected to one Ray cluster only, and the integration tests'
 session cluster lives in the pytest process; so this script builds its own
 multi-node cluster (``ray.cluster_utils.Cluster``: every "node" is a raylet on
 this machine, GPUs are logical), deploys a Serve config made by
-``embedpool.server.config.deploy`` the way ``serve run config.yaml`` does, drives
+``embedpool.server.serving.deploy_config`` the way ``serve run config.yaml`` does, drives
 it through the pool's own gRPC port with ``embedpool.EmbeddingClient``, and
 prints one JSON object (also written to ``--out``) that the test asserts on.
 
@@ -260,7 +260,7 @@ def run(result: dict[str, Any]) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     from embedpool.server.config.catalogue import Catalogue
-    from embedpool.server.config.deploy import DeployOptions, serve_config
+    from embedpool.server.serving.deploy_config import DeployOptions, serve_config
 
     timings: dict[str, float] = {}
     result["timings_s"] = timings

@@ -3,7 +3,7 @@
 The scenario runs in a subprocess (tests/integration/autoscaling_scenario.py): it needs a
 cluster of its own, and a process can be connected to one Ray cluster only (the session
 cluster of conftest.py lives in this process). It deploys a Serve config made by
-embedpool.server.config.deploy, drives the pool's own gRPC port with EmbeddingClient,
+embedpool.server.serving.deploy_config, drives the pool's own gRPC port with EmbeddingClient,
 and prints a JSON result; this test asserts on it.
 """
 

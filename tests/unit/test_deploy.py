@@ -1,4 +1,4 @@
-"""deploy/: the generated Serve configs and the generator (embedpool.server.config.deploy).
+"""deploy/: the generated Serve configs and the generator (embedpool.server.serving.deploy_config).
 
 No cluster: the configs are checked with Ray Serve's own schema, the catalogue model and
 Serve's application builder, which binds deployments without starting anything (so the
@@ -19,7 +19,7 @@ from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
 from embedpool.server.config.catalogue import Catalogue
-from embedpool.server.config.deploy import (
+from embedpool.server.serving.deploy_config import (
     DeployOptions,
     catalogue_data,
     embed_in_rayservice,
@@ -54,7 +54,7 @@ def test_committed_config_is_what_its_header_command_generates(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argv = header_command((DEPLOY / name).read_text())
-    assert argv[:3] == ["python", "-m", "embedpool.server.config.deploy"]
+    assert argv[:3] == ["python", "-m", "embedpool.server.serving.deploy_config"]
     assert argv[argv.index("--out") + 1] == f"deploy/{name}"
     monkeypatch.chdir(ROOT)  # the header's paths are relative to the repository root
     assert main([*argv[3:], "--check"]) == 0, f"deploy/{name} is stale; run: {' '.join(argv)}"
@@ -226,7 +226,7 @@ def test_cli_writes_checks_and_reports_stale_files(
     assert main(argv) == 0
     assert main([*argv, "--check"]) == 0
     text = (tmp_path / "s.yaml").read_text()
-    assert header_command(text) == ["python", "-m", "embedpool.server.config.deploy", *argv]
+    assert header_command(text) == ["python", "-m", "embedpool.server.serving.deploy_config", *argv]
     manifest = yaml.safe_load((tmp_path / "rs.yaml").read_text())
     assert manifest == {"spec": {"serveConfigV2": text, "other": 1}}
     assert main(["--catalogue", "missing.yaml"]) == 2
@@ -246,7 +246,7 @@ def test_embed_in_rayservice_replaces_only_the_block() -> None:
 
 def test_python_dash_m_prints_the_config() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "embedpool.server.config.deploy", "--catalogue", "deploy/catalogue-cpu.yaml"],
+        [sys.executable, "-m", "embedpool.server.serving.deploy_config", "--catalogue", "deploy/catalogue-cpu.yaml"],
         cwd=ROOT,
         capture_output=True,
         text=True,
