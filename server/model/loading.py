@@ -6,8 +6,7 @@
 - onnx / openvino variants load the requested file from the source when it is
   there; otherwise it is exported (and quantized, with ``quantize``) once into
   the export cache (export_cache.py) and loaded from there.
-- Threads: torch intra-op threads, onnxruntime ``intra_op_num_threads`` and
-  OpenVINO ``INFERENCE_NUM_THREADS`` are set from the variant's budget.
+- Threads: the variant's budget, through threads.py (torch, onnxruntime, OpenVINO).
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from typing import Any
 
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig
 from embedpool.server.errors import ConfigError
+from embedpool.server.model import threads as thread_settings
 from embedpool.server.model.export_cache import (
     ONNX_FP32_FILE,
     OPENVINO_FILE,
@@ -191,19 +191,14 @@ def sentence_transformer_kwargs(
 
             model_kwargs[_dtype_kwarg()] = getattr(torch, variant_cfg.dtype)
     elif variant_cfg.backend == "onnx":
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        model_kwargs["session_options"] = options
+        model_kwargs["session_options"] = thread_settings.session_options(threads)
         model_kwargs["provider"] = (
             "CUDAExecutionProvider" if variant_cfg.device == "cuda" else "CPUExecutionProvider"
         )
         model_kwargs["file_name"] = weights.file_name
     elif variant_cfg.backend == "openvino":
         model_kwargs["file_name"] = weights.file_name
-        model_kwargs["ov_config"] = {"INFERENCE_NUM_THREADS": str(threads), "PERFORMANCE_HINT": "LATENCY"}
+        model_kwargs["ov_config"] = thread_settings.openvino_config(threads)
     user = dict(variant_cfg.model_kwargs)
     if "ov_config" in user and "ov_config" in model_kwargs and isinstance(user["ov_config"], dict):
         user["ov_config"] = {**model_kwargs["ov_config"], **user["ov_config"]}
@@ -218,7 +213,7 @@ def load_sentence_transformer(
     import torch
     from sentence_transformers import SentenceTransformer
 
-    torch.set_num_threads(threads)
+    thread_settings.for_current_thread(threads)
     source = resolve_source(model_cfg.source)
     weights = locate_weights(model_cfg, variant_cfg, Path(cache_dir), source)
     model_kwargs = sentence_transformer_kwargs(variant_cfg, weights, threads)

@@ -29,6 +29,7 @@ import numpy as np
 
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig, resolve_cache_dir
 from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
+from embedpool.server.model import threads as thread_settings
 from embedpool.server.model.custom import CustomEmbedder, default_count_tokens, import_class, instantiate
 from embedpool.server.model.loading import WeightsLocation, load_sentence_transformer
 from embedpool.server.model.postprocess import (
@@ -341,12 +342,12 @@ class SentenceTransformerRunner(ModelRunner):
     def set_threads(self, threads: int) -> None:
         threads = max(1, int(threads))
         self.threads = threads
-        self._torch.set_num_threads(threads)
+        thread_settings.for_current_thread(threads)
         inner = getattr(self.model[0], "auto_model", None)
         if self.backend == "onnx":
-            _set_onnx_threads(inner, threads)
+            thread_settings.rebuild_onnx_session(inner, threads)
         elif self.backend == "openvino":
-            _set_openvino_threads(inner, threads)
+            thread_settings.recompile_openvino(inner, threads)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -512,48 +513,6 @@ def _dtype_label(variant_cfg: VariantConfig, file_name: str | None) -> str:
     return variant_cfg.dtype
 
 
-def _set_onnx_threads(ort_model: Any, threads: int) -> None:
-    """Rebuild the onnxruntime session with ``threads`` intra-op threads (best effort)."""
-    session = getattr(ort_model, "session", None)
-    if session is None or not hasattr(ort_model, "initialize_ort_attributes"):
-        logger.info("onnx session not reachable; threads stay as loaded")
-        return
-    try:
-        import onnxruntime as ort
-
-        current = session.get_session_options()
-        if current.intra_op_num_threads == threads:
-            return
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = current.graph_optimization_level
-        new_session = ort.InferenceSession(
-            session._model_path,
-            sess_options=options,
-            providers=session.get_providers(),
-            provider_options=[session.get_provider_options().get(p, {}) for p in session.get_providers()],
-        )
-        ort_model.initialize_ort_attributes(new_session, getattr(ort_model, "_use_io_binding", None))
-    except Exception as exc:  # pragma: no cover - depends on optimum internals
-        logger.warning("could not set onnxruntime threads to %d: %s", threads, exc)
-
-
-def _set_openvino_threads(ov_model: Any, threads: int) -> None:
-    """Recompile the OpenVINO model with INFERENCE_NUM_THREADS=threads (best effort)."""
-    config = getattr(ov_model, "ov_config", None)
-    if config is None or not hasattr(ov_model, "compile"):
-        return
-    if config.get("INFERENCE_NUM_THREADS") == str(threads):
-        return
-    try:
-        config["INFERENCE_NUM_THREADS"] = str(threads)
-        ov_model.request = None
-        ov_model.compile()
-    except Exception as exc:  # pragma: no cover
-        logger.warning("could not set OpenVINO threads to %d: %s", threads, exc)
-
-
 # -- custom classes ------------------------------------------------------------------------------
 
 
@@ -564,7 +523,7 @@ class CustomRunner(ModelRunner):
         super().__init__(model_cfg, variant_cfg)
         if variant_cfg.class_path is None:
             raise ConfigError(f"variant {self.variant_name!r}: the custom backend needs class_path")
-        self._set_torch_threads(threads)
+        thread_settings.for_current_thread(threads)
         cls = import_class(variant_cfg.class_path)
         self.embedder: CustomEmbedder = instantiate(cls, variant_cfg.class_kwargs, variant_cfg.device)
         self.full_dimensions = int(self.embedder.dimensions)
@@ -601,17 +560,8 @@ class CustomRunner(ModelRunner):
         )
         self._calibrate(self._embed(list(CALIBRATION_CORPUS), "document"))
 
-    @staticmethod
-    def _set_torch_threads(threads: int) -> None:
-        try:
-            import torch
-
-            torch.set_num_threads(max(1, threads))
-        except ImportError:  # pragma: no cover
-            pass
-
     def set_threads(self, threads: int) -> None:
-        self._set_torch_threads(threads)
+        thread_settings.for_current_thread(threads)
         setter = getattr(self.embedder, "set_threads", None)
         if callable(setter):
             setter(max(1, int(threads)))

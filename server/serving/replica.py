@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -45,14 +44,15 @@ class ModelReplica:
         direct: bool = True,
     ) -> None:
         from embedpool.server.config.catalogue import ModelConfig, VariantConfig
+        from embedpool.server.model import threads as thread_settings
         from embedpool.server.model.runner import load_runner
 
         model = ModelConfig.model_validate(model_cfg)
         variant = VariantConfig.model_validate(variant_cfg)
         # Ray pins OMP/torch to the actor's num_cpus (1 thread when fractional);
-        # the variant's budget is decided here on purpose.
+        # the variant's budget is decided here on purpose (model/threads.py).
         threads = variant.effective_threads
-        os.environ["OMP_NUM_THREADS"] = str(threads)
+        thread_settings.for_process(threads)
         self.runner = load_runner(model, variant, cache_dir, threads)
         self.runner.set_threads(threads)
         self.runner.warmup()
