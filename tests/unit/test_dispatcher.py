@@ -116,6 +116,9 @@ async def test_closed_loop_callers_keep_their_batch_size() -> None:
     # batches alternate tiny/big; with it they stay near 16.
     model = SlowModel(delay=0.02)
     d = make(model, max_in_flight=1)
+    # A wider window than the 5 ms default: on a loaded 2-core machine the callers' 1 ms
+    # round trip can take longer than 5 ms, which would measure the scheduler, not regrouping.
+    d.regroup_s = 0.05
 
     async def caller() -> None:
         for _ in range(5):
