@@ -6,9 +6,9 @@ way (threads or asyncio), and hand the responses back here to be parsed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,10 @@ def _precision_name(number: int) -> PrecisionName | None:
         return None
 
 
-def _choice(kind: str, value: str, table: dict[str, Any]) -> Any:
+E = TypeVar("E", bound=int)
+
+
+def _choice(kind: str, value: str, table: Mapping[Any, E]) -> E:
     try:
         return table[value]
     except (KeyError, TypeError):
@@ -143,7 +146,7 @@ class EmbedSpec:
             truncate=self.truncate,
             truncation_direction=self.truncation_direction,
             dimensions=self.dimensions,
-            precision=PRECISIONS.numbers[self.precision],  # type: ignore[arg-type]
+            precision=PRECISIONS.numbers[self.precision],
             encoding=pb.VECTOR_ENCODING_BYTES,
         )
 

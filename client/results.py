@@ -16,7 +16,7 @@ from .vocabulary import BACKENDS, DEVICES, PrecisionName, Vocabulary
 __all__ = ["EmbedResult", "ModelInfo", "ModelLimits", "PrecisionName", "VariantInfo"]
 
 
-def _enum_name(vocabulary: Vocabulary[Any], number: int) -> str:
+def _enum_name(vocabulary: Vocabulary[Any, Any], number: int) -> str:
     """The shared name, "" for UNSPECIFIED, the number itself from a newer server."""
     try:
         return vocabulary.name(int(number)) or ""

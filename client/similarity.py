@@ -64,8 +64,7 @@ class SimilarityMode(str, enum.Enum):
 
 
 _TO_PROTO: dict[SimilarityMode, pb.SimilarityMode] = {
-    SimilarityMode(name): number  # type: ignore[misc]
-    for name, number in SIMILARITY_MODES.numbers.items()
+    SimilarityMode(name): number for name, number in SIMILARITY_MODES.numbers.items()
 }
 _FROM_PROTO: dict[int, SimilarityMode] = {int(v): k for k, v in _TO_PROTO.items()}
 

@@ -40,15 +40,16 @@ SimilarityName = Literal["cosine", "dot_product", "euclidean"]
 TruncationDirectionName = Literal["right", "left"]
 
 N = TypeVar("N", bound=str)
+E = TypeVar("E", bound=int)  # the generated enum's type, e.g. pb.Precision (plain ints at runtime)
 
 
 @dataclass(frozen=True)
-class Vocabulary(Generic[N]):
+class Vocabulary(Generic[N, E]):
     """Names <-> numbers of one proto enum. `unspecified` is what 0 (`*_UNSPECIFIED`) means:
     a name (the proto's documented default) or None (no choice: the server decides)."""
 
     enum: str  # the proto enum's name, e.g. "Precision"
-    numbers: Mapping[N, int]
+    numbers: Mapping[N, E]
     unspecified: N | None
 
     @property
@@ -75,7 +76,7 @@ class Vocabulary(Generic[N]):
         return {v: k for k, v in self.numbers.items()}
 
 
-PRECISIONS: Vocabulary[PrecisionName] = Vocabulary(
+PRECISIONS: Vocabulary[PrecisionName, pb.Precision] = Vocabulary(
     "Precision",
     {
         "float32": pb.PRECISION_FLOAT32,
@@ -86,7 +87,7 @@ PRECISIONS: Vocabulary[PrecisionName] = Vocabulary(
     },
     unspecified="float32",
 )
-BACKENDS: Vocabulary[BackendName] = Vocabulary(
+BACKENDS: Vocabulary[BackendName, pb.Backend] = Vocabulary(
     "Backend",
     {
         "torch": pb.BACKEND_TORCH,
@@ -96,11 +97,13 @@ BACKENDS: Vocabulary[BackendName] = Vocabulary(
     },
     unspecified=None,
 )
-DEVICES: Vocabulary[DeviceName] = Vocabulary("Device", {"cpu": pb.DEVICE_CPU, "cuda": pb.DEVICE_CUDA}, None)
-INPUT_TYPES: Vocabulary[InputTypeName] = Vocabulary(
+DEVICES: Vocabulary[DeviceName, pb.Device] = Vocabulary(
+    "Device", {"cpu": pb.DEVICE_CPU, "cuda": pb.DEVICE_CUDA}, None
+)
+INPUT_TYPES: Vocabulary[InputTypeName, pb.InputType] = Vocabulary(
     "InputType", {"query": pb.INPUT_TYPE_QUERY, "document": pb.INPUT_TYPE_DOCUMENT}, unspecified="document"
 )
-SIMILARITY_MODES: Vocabulary[SimilarityName] = Vocabulary(
+SIMILARITY_MODES: Vocabulary[SimilarityName, pb.SimilarityMode] = Vocabulary(
     "SimilarityMode",
     {
         "cosine": pb.SIMILARITY_MODE_COSINE,
@@ -109,7 +112,7 @@ SIMILARITY_MODES: Vocabulary[SimilarityName] = Vocabulary(
     },
     unspecified="cosine",
 )
-TRUNCATION_DIRECTIONS: Vocabulary[TruncationDirectionName] = Vocabulary(
+TRUNCATION_DIRECTIONS: Vocabulary[TruncationDirectionName, pb.TruncationDirection] = Vocabulary(
     "TruncationDirection",
     {"right": pb.TRUNCATION_DIRECTION_RIGHT, "left": pb.TRUNCATION_DIRECTION_LEFT},
     unspecified="right",

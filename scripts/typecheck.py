@@ -31,7 +31,16 @@ def link_tree() -> Path:
 
 def main(argv: list[str]) -> int:
     tree = link_tree()
-    cmd = [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "embedpool", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mypy",
+        "--config-file",
+        str(ROOT / "pyproject.toml"),
+        "-p",
+        "embedpool",
+        *argv,
+    ]
     env_path = str(tree)
     return subprocess.call(cmd, cwd=ROOT, env={**__import__("os").environ, "MYPYPATH": env_path})
 

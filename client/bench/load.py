@@ -130,7 +130,7 @@ def _channels(settings: LoadSettings) -> list[grpc.aio.Channel]:
 
 
 async def _phase(
-    stubs: Sequence[pb_grpc.EmbeddingServiceStub],
+    stubs: Sequence[pb_grpc.EmbeddingServiceAsyncStub],
     requests: Sequence[pb.EmbedRequest],
     *,
     concurrency: int,
@@ -161,7 +161,9 @@ async def _phase(
             try:
                 response = await embed(request, timeout=timeout_s, metadata=metadata)
             except grpc.aio.AioRpcError as err:
-                sample.record(time.perf_counter() - sent, len(request.inputs), err.code().name, err.details())
+                sample.record(
+                    time.perf_counter() - sent, len(request.inputs), err.code().name, err.details() or ""
+                )
                 continue
             latency = time.perf_counter() - sent
             if len(response.embeddings) != len(request.inputs):
@@ -221,7 +223,7 @@ async def run_served(settings: LoadSettings) -> Sample:
         sample.client_cpu_s = time.process_time() - cpu
         return sample
     finally:
-        await asyncio.gather(*(ch.close() for ch in channels), return_exceptions=True)
+        await asyncio.gather(*(ch.close(grace=None) for ch in channels), return_exceptions=True)
 
 
 # -- in process --------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def summarize(sample: Sample, mode: str, settings: dict[str, Any]) -> Result:
     errors = Counter(code for code in sample.codes if code != "OK")
     if ok_calls:
         p50, p90, p99 = np.percentile(ok_latencies, [50, 90, 99]) * 1000
-        latency = {
+        latency: dict[str, float | None] = {
             "p50": _r(p50),
             "p90": _r(p90),
             "p99": _r(p99),

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
@@ -318,7 +319,7 @@ class VariantConfig(_Strict):
         return None
 
     def derived_name(self) -> str:
-        parts = [self.backend, self.device]
+        parts: list[str] = [self.backend, self.device]
         if self.file_tag:
             parts.append(self.file_tag)
         return "-".join(parts)
@@ -491,7 +492,7 @@ class Catalogue(_Strict):
         model_cfg = self.model(model)
         return model_cfg, resolve_variant(model_cfg, variant, backend, device)
 
-    def deployment_name(self, model: str | ModelConfig, variant: str | VariantConfig) -> str:
+    def deployment_name(self, model: str | ModelConfig, variant: str | VariantConfig | None) -> str:
         """A Ray-safe deployment name for a variant: '<model>--<variant>'."""
         model_cfg = model if isinstance(model, ModelConfig) else self.model(model)
         variant_name = variant.name if isinstance(variant, VariantConfig) else variant
@@ -649,11 +650,11 @@ def load_catalogue(path: str | os.PathLike[str] | None = None) -> Catalogue:
         raise ConfigError(f"{origin}: cannot read the catalogue: {exc}") from None
     suffix = file.suffix.lower()
     if suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
+        else:  # Python 3.10
             try:
-                import tomli as tomllib  # type: ignore[no-redef]
+                import tomli as tomllib
             except ModuleNotFoundError:
                 raise ConfigError(f"{origin}: reading TOML needs Python 3.11+ or the tomli package") from None
         try:

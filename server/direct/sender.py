@@ -65,7 +65,9 @@ class Endpoint:
         self.published = entry.published
         self.metadata = ((replica_wire.TOKEN_HEADER, entry.token),)
         self.channel = grpc.aio.insecure_channel(entry.address, options=CHANNEL_OPTIONS)
-        self.call = self.channel.unary_unary(replica_wire.EMBED_METHOD)
+        self.call = self.channel.unary_unary(
+            replica_wire.EMBED_METHOD, request_serializer=None, response_deserializer=None
+        )
         self.in_flight = 0
 
 

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack .aio
 from grpc_reflection.v1alpha import reflection
 
 from embedpool.server.fronts.auth import TokenAuth

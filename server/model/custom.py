@@ -104,7 +104,7 @@ def instantiate(cls: type[Any], class_kwargs: dict[str, Any], device: str) -> Cu
     if "device" in parameters and "device" not in kwargs:
         kwargs["device"] = device
     try:
-        embedder = cls(**kwargs)
+        embedder: CustomEmbedder = cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(
             f"cannot create {cls.__qualname__} with class_kwargs {class_kwargs!r}: {exc}"

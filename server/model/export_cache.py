@@ -81,7 +81,8 @@ def export_dir(cache_dir: Path, model_name: str, backend: str, quantize: str | N
 
 def _read_marker(directory: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((directory / MARKER).read_text(encoding="utf-8"))
+        marker: dict[str, Any] = json.loads((directory / MARKER).read_text(encoding="utf-8"))
+        return marker
     except (OSError, ValueError):
         return None
 

@@ -13,6 +13,7 @@ of full-size ones.
 from __future__ import annotations
 
 import threading
+from typing import Literal, cast
 
 import numpy as np
 
@@ -95,7 +96,8 @@ CALIBRATION_CORPUS: tuple[str, ...] = (
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalization; a zero row stays zero (no NaN)."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0).astype(vectors.dtype)
+    normalized: np.ndarray = vectors / np.where(norms > 0, norms, 1.0).astype(vectors.dtype)
+    return normalized
 
 
 class CalibrationRanges:
@@ -167,8 +169,9 @@ def postprocess(
         if calibration is None:
             raise InvalidArgument(f"precision {precision} is not available for this model (no calibration)")
         ranges = calibration.ranges(dimensions, normalize)
-        return quantize_embeddings(vectors, precision, ranges=ranges)
+        # cast: the `in` test above narrows the str to these literals, which mypy cannot see.
+        return quantize_embeddings(vectors, cast(Literal["int8", "uint8"], precision), ranges=ranges)
     if precision in ("binary", "ubinary"):
-        return quantize_embeddings(vectors, precision)
+        return quantize_embeddings(vectors, cast(Literal["binary", "ubinary"], precision))
     check_precision(precision)
     raise AssertionError("unreachable")

@@ -377,7 +377,8 @@ class SentenceTransformerRunner(ModelRunner):
             embeddings = self.model.forward(tensors)["sentence_embedding"]
             if embeddings.dtype != torch.float32:
                 embeddings = embeddings.float()
-            return embeddings.cpu().numpy()
+            vectors: np.ndarray = embeddings.cpu().numpy()
+            return vectors
 
     def _embed_texts(self, texts: list[str]) -> np.ndarray:
         """Raw vectors for plain texts (no prompt, right truncation): calibration and warmup."""
@@ -393,8 +394,8 @@ class SentenceTransformerRunner(ModelRunner):
         groups: dict[str | None, list[int]] = {}
         for index, prompt in enumerate(prompts):
             groups.setdefault(prompt if self._needs_prompt_length else None, []).append(index)
-        for prompt, members in groups.items():
-            prompt_length = self._encoder.prompt_length(prompt) if prompt else None
+        for group_prompt, members in groups.items():
+            prompt_length = self._encoder.prompt_length(group_prompt) if group_prompt else None
             lengths = [len(rows[i]) for i in members]
             for chunk in plan_chunks(lengths, self._token_cap, self._overhead_tokens):
                 indices = [members[i] for i in chunk]

@@ -112,7 +112,8 @@ class FastEncoder:
             return_token_type_ids=False,
             verbose=False,
         )
-        return encoded["input_ids"]
+        ids: list[list[int]] = encoded["input_ids"]
+        return ids
 
     def count(self, texts: Sequence[str]) -> list[int]:
         return [len(ids) for ids in self.tokenize(texts)]

@@ -100,7 +100,7 @@ class RouterCore:
         desc = await self.description(name)
         convert.check_dimensions(item.dimensions, desc.dimensions)
         out = await self.dispatchers[name].submit(item, deadline)
-        return convert.embed_response(out, req.encoding, m.name, v.name, time.monotonic_ns() - arrived)
+        return convert.embed_response(out, req.encoding, m.name, v.name or "", time.monotonic_ns() - arrived)
 
     async def embed_stream(
         self,

@@ -6,7 +6,7 @@ router before it costs a hop. Every refusal names the field and the limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,25 +14,33 @@ import numpy as np
 from embedpool import vocabulary as vocab
 from embedpool.server.errors import InvalidArgument
 from embedpool.server.service.scoring import top_k as best
-from embedpool.server.types import EmbedItem, EmbedOutput, InputType, Precision, SimilarityName
+from embedpool.server.types import (
+    BackendName,
+    DeviceName,
+    EmbedItem,
+    EmbedOutput,
+    InputType,
+    Precision,
+    SimilarityName,
+)
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.vocabulary import Vocabulary
 
 
 # Proto enum number -> the shared name (embedpool.vocabulary); UNSPECIFIED -> its meaning.
-def _by_number(vocabulary: Vocabulary[Any]) -> dict[int, Any]:
+def _by_number(vocabulary: Vocabulary[Any, Any]) -> dict[int, Any]:
     return {number: vocabulary.name(number) for number in vocabulary.known}
 
 
 INPUT_TYPES: dict[int, InputType] = _by_number(vocab.INPUT_TYPES)
 PRECISIONS: dict[int, Precision] = _by_number(vocab.PRECISIONS)
-PRECISION_ENUM: dict[str, int] = dict(vocab.PRECISIONS.numbers)
+PRECISION_ENUM: dict[Precision, pb.Precision] = dict(vocab.PRECISIONS.numbers)
 MODES: dict[int, SimilarityName] = _by_number(vocab.SIMILARITY_MODES)
-MODE_ENUM: dict[str, int] = dict(vocab.SIMILARITY_MODES.numbers)
+MODE_ENUM: dict[SimilarityName, pb.SimilarityMode] = dict(vocab.SIMILARITY_MODES.numbers)
 BACKENDS: dict[int, str | None] = _by_number(vocab.BACKENDS)
-BACKEND_ENUM: dict[str, int] = dict(vocab.BACKENDS.numbers)
+BACKEND_ENUM: dict[BackendName, pb.Backend] = dict(vocab.BACKENDS.numbers)
 DEVICES: dict[int, str | None] = _by_number(vocab.DEVICES)
-DEVICE_ENUM: dict[str, int] = dict(vocab.DEVICES.numbers)
+DEVICE_ENUM: dict[DeviceName, pb.Device] = dict(vocab.DEVICES.numbers)
 ENCODINGS = (pb.VECTOR_ENCODING_UNSPECIFIED, pb.VECTOR_ENCODING_NUMBERS, pb.VECTOR_ENCODING_BYTES)
 TRUNCATION_DIRECTIONS = tuple(sorted(vocab.TRUNCATION_DIRECTIONS.known))
 # Model, variant and prompt names are short; a longer one is refused before any message echoes
@@ -40,7 +48,7 @@ TRUNCATION_DIRECTIONS = tuple(sorted(vocab.TRUNCATION_DIRECTIONS.known))
 MAX_NAME_CHARS = 256
 
 
-def enum_value(table: dict[int, object] | Sequence[int], value: int, field: str, enum: str) -> None:
+def enum_value(table: Mapping[int, object] | Sequence[int], value: int, field: str, enum: str) -> None:
     """Refuse an enum number this server does not know (proto3 enums are open)."""
     if value not in table:
         names = ", ".join(pb.DESCRIPTOR.enum_types_by_name[enum].values_by_number[v].name for v in table)

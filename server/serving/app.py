@@ -7,9 +7,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from embedpool.server.config.catalogue import Catalogue, VariantConfig, load_catalogue
 from embedpool.server.serving import autoscale
@@ -73,14 +73,22 @@ def build(
         for variant in model.variants:
             name = catalogue.deployment_name(model.name, variant.name)
             opts = replica_options(variant, catalogue.limits.max_queued_requests, router.direct)
-            handles[name] = ModelReplica.options(name=name, **opts).bind(
-                model_cfg, variant.model_dump(mode="json"), cache_dir, router.direct
+            # cast: @serve.deployment made the class a Deployment, but mypy keeps a decorated class's
+            # own type (it does not apply class decorators' return types).
+            handles[name] = (
+                cast(Deployment, ModelReplica)
+                .options(name=name, **opts)
+                .bind(model_cfg, variant.model_dump(mode="json"), cache_dir, router.direct)
             )
-    return Router.options(
-        num_replicas=router.num_replicas,
-        ray_actor_options={"num_cpus": router.num_cpus},
-        graceful_shutdown_timeout_s=20,
-    ).bind(catalogue.model_dump(mode="json"), handles, grpc_port, grpc_host, router.max_in_flight)
+    return (
+        cast(Deployment, Router)
+        .options(
+            num_replicas=router.num_replicas,
+            ray_actor_options={"num_cpus": router.num_cpus},
+            graceful_shutdown_timeout_s=20,
+        )
+        .bind(catalogue.model_dump(mode="json"), handles, grpc_port, grpc_host, router.max_in_flight)
+    )
 
 
 def build_app(args: dict[str, Any]) -> Application:

@@ -7,6 +7,7 @@ ones, Serve shuts down, and a Ray cluster this command started is stopped.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         address=args.address or "local",
         num_cpus=args.num_cpus if started_ray else None,
         include_dashboard=False,
-        logging_level="WARNING",
+        logging_level=logging.WARNING,
         namespace="serve",
     )
     stop = threading.Event()
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         stop.wait()
         print("draining...", flush=True)
     finally:
-        serve.shutdown()
+        serve.shutdown()  # type: ignore[no-untyped-call]  # ray.serve.shutdown is unannotated
         if started_ray:
             ray.shutdown()
     print("stopped", flush=True)

@@ -17,7 +17,7 @@ from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDes
 
 
 class RayVariantBackend:
-    def __init__(self, name: str, handle: DeploymentHandle) -> None:
+    def __init__(self, name: str, handle: DeploymentHandle[Any]) -> None:
         self.name = name
         self.handle = handle
 
@@ -32,7 +32,11 @@ class RayVariantBackend:
             # exc is a RayTaskError(<ours>) subclass: rebuild our own class, not Ray's wrapper.
             cause = getattr(exc, "cause", exc)
             original = cause if isinstance(cause, EmbedpoolError) else exc
-            own = next(c for c in type(original).__mro__ if not issubclass(c, ray_exceptions.RayError))
+            own = next(
+                c
+                for c in type(original).__mro__
+                if issubclass(c, EmbedpoolError) and not issubclass(c, ray_exceptions.RayError)
+            )
             raise own(original.message) from None
         except (
             ray_exceptions.RayActorError,

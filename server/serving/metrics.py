@@ -11,9 +11,9 @@ from typing import Any
 
 from ray.serve import metrics
 
-_SIZE_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
-_MS_BUCKETS = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
-_TOKEN_BUCKETS = [8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384]
+_SIZE_BUCKETS: list[float] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+_MS_BUCKETS: list[float] = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
+_TOKEN_BUCKETS: list[float] = [8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384]
 
 
 class ReplicaMetrics:
@@ -21,18 +21,32 @@ class ReplicaMetrics:
 
     def __init__(self, model: str, variant: str) -> None:
         tags = {"model": model, "variant": variant}
+        # Ray Serve annotates tag_keys as Tuple[str] (exactly one key) though it takes any number:
+        # hence the arg-type ignores below.
         keys = ("model", "variant")
         self.batch_size = metrics.Histogram(
-            "embedpool_batch_size", "Texts per model forward pass.", _SIZE_BUCKETS, keys
+            "embedpool_batch_size",
+            "Texts per model forward pass.",
+            _SIZE_BUCKETS,
+            keys,  # type: ignore[arg-type]  # ray: tag_keys typed Tuple[str], takes any length
         )
         self.inference_ms = metrics.Histogram(
-            "embedpool_inference_ms", "Model time per batch, ms.", _MS_BUCKETS, keys
+            "embedpool_inference_ms",
+            "Model time per batch, ms.",
+            _MS_BUCKETS,
+            keys,  # type: ignore[arg-type]  # ray: tag_keys typed Tuple[str], takes any length
         )
         self.queue_ms = metrics.Histogram(
-            "embedpool_queue_ms", "Time from arrival to the start of its batch, ms.", _MS_BUCKETS, keys
+            "embedpool_queue_ms",
+            "Time from arrival to the start of its batch, ms.",
+            _MS_BUCKETS,
+            keys,  # type: ignore[arg-type]  # ray: tag_keys typed Tuple[str], takes any length
         )
         self.tokens = metrics.Histogram(
-            "embedpool_request_tokens", "Input tokens per request.", _TOKEN_BUCKETS, keys
+            "embedpool_request_tokens",
+            "Input tokens per request.",
+            _TOKEN_BUCKETS,
+            keys,  # type: ignore[arg-type]  # ray: tag_keys typed Tuple[str], takes any length
         )
         for m in (self.batch_size, self.inference_ms, self.queue_ms, self.tokens):
             m.set_default_tags(dict(tags))  # Ray adds its own keys to the dict it gets
@@ -60,7 +74,7 @@ class RouterMetrics:
         self.requests = metrics.Counter(
             "embedpool_requests",
             "Requests by method, model, variant, gRPC status code and front (grpc, ray_proxy, http).",
-            ("method", "model", "variant", "code", "front"),
+            ("method", "model", "variant", "code", "front"),  # type: ignore[arg-type]  # ray: Tuple[str]
         )
 
     def request(self, method: str, model: str, variant: str, code: str, front: str) -> None:

@@ -36,7 +36,7 @@ def _texts_in(calls: list[list[EmbedItem]]) -> int:
 
 @serve.deployment(max_ongoing_requests=8)
 class ModelReplica:
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Ray Serve awaits an async constructor
         self,
         model_cfg: dict[str, Any],
         variant_cfg: dict[str, Any],
@@ -64,9 +64,10 @@ class ModelReplica:
             initializer=self.runner.set_threads,
             initargs=(threads,),
         )
-        self.embed.set_max_batch_size(variant.batching.max_batch_size)
-        self.embed.set_batch_wait_timeout_s(variant.batching.batch_wait_timeout_s)
-        self._metrics = metrics.ReplicaMetrics(model.name, variant.name)
+        # @serve.batch's wrapper has these setters; Ray types the decorated method as a plain Callable.
+        self.embed.set_max_batch_size(variant.batching.max_batch_size)  # type: ignore[attr-defined]
+        self.embed.set_batch_wait_timeout_s(variant.batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
+        self._metrics = metrics.ReplicaMetrics(model.name, variant.name or "")
         self.direct = DirectServer(self.embed)
         self._heartbeat: asyncio.Task[None] | None = None
         if direct:
@@ -74,7 +75,7 @@ class ModelReplica:
 
             ctx = serve.get_replica_context()
             self._key = (ctx.app_name, ctx.deployment, ctx.replica_id.unique_id)
-            await self.direct.start(ray.util.get_node_ip_address())
+            await self.direct.start(ray.util.get_node_ip_address())  # type: ignore[no-untyped-call]  # unannotated in ray
             await asyncio.to_thread(self._publish)
             self._heartbeat = asyncio.get_running_loop().create_task(self._publish_forever())
 

@@ -39,10 +39,10 @@ PROXY_FRONT = "ray_proxy"
 
 @serve.deployment(ray_actor_options={"num_cpus": 0}, max_ongoing_requests=4096)
 class Router:
-    async def __init__(
+    async def __init__(  # type: ignore[misc]  # Ray Serve awaits an async constructor
         self,
         catalogue: dict[str, Any],
-        handles: dict[str, DeploymentHandle],
+        handles: dict[str, DeploymentHandle[Any]],
         grpc_port: int | None = 50051,
         grpc_host: str = "0.0.0.0",
         max_in_flight: int = 2,
@@ -232,4 +232,4 @@ class Router:
             grpc_context.set_code(grpc.StatusCode.NOT_FOUND)
             grpc_context.set_details(f"unknown service {request.service!r}; use '', a model or model/variant")
             return health_pb2.HealthCheckResponse()
-        return health_pb2.HealthCheckResponse(status=status)  # type: ignore[arg-type]
+        return health_pb2.HealthCheckResponse(status=status)

@@ -19,6 +19,8 @@ from ray.serve.deployment import Application
 from ray.serve.schema import ServeDeploySchema
 
 from embedpool.server.config.catalogue import Catalogue
+from embedpool.server.errors import ConfigError
+from embedpool.server.serving.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build_app
 from embedpool.server.serving.deploy_config import (
     DeployOptions,
     catalogue_data,
@@ -28,8 +30,6 @@ from embedpool.server.serving.deploy_config import (
     read_catalogue,
     serve_config,
 )
-from embedpool.server.errors import ConfigError
-from embedpool.server.serving.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -246,7 +246,13 @@ def test_embed_in_rayservice_replaces_only_the_block() -> None:
 
 def test_python_dash_m_prints_the_config() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "embedpool.server.serving.deploy_config", "--catalogue", "deploy/catalogue-cpu.yaml"],
+        [
+            sys.executable,
+            "-m",
+            "embedpool.server.serving.deploy_config",
+            "--catalogue",
+            "deploy/catalogue-cpu.yaml",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
