@@ -118,7 +118,8 @@ def serve(pool_loop: LoopThread) -> Iterator[Serve]:
 
 @pytest.fixture
 def start_pool(serve: Serve) -> StartPool:
-    """Starts a fake pool for this test: ``start_pool(tokens=[...], tls=(key, cert), delay=...)``."""
+    """Starts a fake pool for this test: ``start_pool(tokens=[...], tls=(key, cert), delay=...)``;
+    it stops when the test ends."""
 
     def start(
         *,
@@ -126,11 +127,17 @@ def start_pool(serve: Serve) -> StartPool:
         tls: tuple[bytes, bytes] | None = None,
         delay: float = 0.0,
         max_inputs: int = MAX_INPUTS,
-        **limits: int,
+        max_message_bytes: int = 4 * 1024 * 1024,
     ) -> Pool:
         auth = RecordingAuth(tokens)
         target, core, backend = serve(
-            serving(FakeBackend(delay), auth=auth, tls=tls, max_inputs=max_inputs, **limits)
+            serving(
+                FakeBackend(delay),
+                auth=auth,
+                tls=tls,
+                max_inputs=max_inputs,
+                max_message_bytes=max_message_bytes,
+            )
         )
         return Pool(target, core, backend, auth)
 

@@ -23,11 +23,13 @@ from embedpool import (
     PoolUnavailableError,
 )
 from embedpool.server import errors
+from embedpool.server.fronts import grpc_server as grpc_front
 from embedpool.server.fronts import outcome
+from embedpool.server.fronts.auth import TokenAuth
+from embedpool.server.fronts.outcome import no_count
 from embedpool.v1 import embedding_service_pb2 as pb
-from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.unit.conftest import Pool, Serve, StartPool
-from tests.unit.fake_backend import MAX_TOKENS, serving_servicer
+from tests.unit.fake_backend import MAX_TOKENS, FakeBackend, make_core, serving_servicer
 
 C = grpc.StatusCode
 
@@ -65,10 +67,11 @@ def test_each_pool_error_maps_to_its_class(
     assert len(pool.calls_of("Embed")) == 1
 
 
-class Refuses(pb_grpc.EmbeddingServiceServicer):
-    """Answers every Embed with one status: for the codes the pool itself never sends."""
+class Refuses(grpc_front.EmbeddingServicer):
+    """The pool's servicer, answering every Embed with a status the pool itself never sends."""
 
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(make_core(FakeBackend()), TokenAuth([]), no_count)
         self.code, self.message = code, message
 
     async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
