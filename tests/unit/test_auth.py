@@ -18,7 +18,7 @@ from embedpool.errors import AuthenticationError
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
-from tests.unit.fake_backend import FakeBackend, ProxyContext, serving
+from tests.unit.fake_backend import DIMS, FakeBackend, ProxyContext, serving
 
 GOOD = "s3cr3t-token-0123456789abcdef"
 OTHER_GOOD = "second-valid-token-zyxwvu"
@@ -115,10 +115,10 @@ async def test_the_right_tokens_work_and_health_and_reflection_need_none(
 async def test_the_python_client_sends_its_token_and_maps_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
     async with serving(auth=TokenAuth([GOOD])) as (target, _, _):
         async with AsyncEmbeddingClient(target=target, token=GOOD, timeout=10) as client:
-            assert len(await client.aget_text_embedding("hi")) == 4
+            assert len(await client.aget_text_embedding("hi")) == DIMS
         monkeypatch.setenv("EMBEDPOOL_TOKEN", GOOD)
         async with AsyncEmbeddingClient(target=target, timeout=10) as client:
-            assert len(await client.aget_text_embedding("hi")) == 4
+            assert len(await client.aget_text_embedding("hi")) == DIMS
         async with AsyncEmbeddingClient(target=target, token=WRONG, timeout=10) as client:
             with pytest.raises(AuthenticationError) as err:
                 await client.aget_text_embedding("hi")

@@ -14,14 +14,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from embedpool.bench import load as bench_load
 from embedpool.bench import report as bench_report
 from embedpool.cli import main
+from embedpool.server.errors import Overloaded
 from embedpool.v1 import embedding_service_pb2 as pb
-from tests.fakes import DIMS, Failure, FakeServicer
+from tests.unit.conftest import Pool
+from tests.unit.fake_backend import DIMS
 
 Capsys = pytest.CaptureFixture[str]
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "max"}
@@ -32,12 +33,12 @@ def bench(capsys: Capsys, *args: str, rc: int = 0) -> Any:
     return json.loads(capsys.readouterr().out)
 
 
-def test_json_counts(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+def test_json_counts(target: str, pool: Pool, capsys: Capsys) -> None:
     data = bench(capsys, "--target", target, "bench", "--concurrency", "2", "--requests", "20", "--json")
     assert data["mode"] == "served"
     assert (data["calls"], data["ok_calls"], data["error_calls"], data["texts"]) == (20, 20, 0, 20)
     assert data["errors"] == {} and data["error_messages"] == {}
-    assert (data["model"], data["variant"], data["dimensions"]) == ("fake-mini", "torch-cpu", DIMS)
+    assert (data["model"], data["variant"], data["dimensions"]) == ("fake", "custom-cpu", DIMS)
     assert set(data["latency_ms"]) == LATENCY_KEYS and all(v > 0 for v in data["latency_ms"].values())
     lat = data["latency_ms"]
     assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
@@ -49,10 +50,10 @@ def test_json_counts(target: str, pool: FakeServicer, capsys: Capsys) -> None:
     # Warmup sends at most --requests more; every call carries one text, raw bytes, truncation on.
     embeds = pool.calls_of("Embed")
     assert 20 <= len(embeds) <= 40 and set(pool.embed_batch_sizes) == {1}
-    assert all(c.request.encoding == pb.VECTOR_ENCODING_BYTES and c.request.truncate for c in embeds)
+    assert all(r.encoding == pb.VECTOR_ENCODING_BYTES and r.truncate for r in embeds)
 
 
-def test_sweep_json_and_plot(target: str, pool: FakeServicer, capsys: Capsys, tmp_path: Path) -> None:
+def test_sweep_json_and_plot(target: str, pool: Pool, capsys: Capsys, tmp_path: Path) -> None:
     png = tmp_path / "sweep.png"
     args = ["--target", target, "bench", "--concurrency", "1,3", "--texts-per-call", "4"]
     args += ["--length", "3:9", "--requests", "12", "--warmup", "0", "--json", "--plot", str(png)]
@@ -63,7 +64,7 @@ def test_sweep_json_and_plot(target: str, pool: FakeServicer, capsys: Capsys, tm
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bad_model_counts_not_found(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+def test_bad_model_counts_not_found(target: str, pool: Pool, capsys: Capsys) -> None:
     args = ["--target", target, "bench", "--model", "nope", "--requests", "10", "--warmup", "0"]
     data = bench(capsys, *args, "--json", rc=1)  # no call succeeded: status 1, still a report
     assert (data["calls"], data["ok_calls"], data["errors"]) == (10, 0, {"NOT_FOUND": 10})
@@ -74,8 +75,8 @@ def test_bad_model_counts_not_found(target: str, pool: FakeServicer, capsys: Cap
     assert "concurrency 1: 10 x NOT_FOUND (unknown model 'nope'" in out
 
 
-def test_some_errors_and_table(target: str, pool: FakeServicer, capsys: Capsys) -> None:
-    pool.fail("Embed", *[Failure(grpc.StatusCode.RESOURCE_EXHAUSTED, "queue full")] * 3)
+def test_some_errors_and_table(target: str, pool: Pool, capsys: Capsys) -> None:
+    pool.backend.fail_next(*[Overloaded("queue full")] * 3)
     assert main(["--target", target, "bench", "--requests", "10", "--warmup", "0", "--concurrency", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"target {target}  model (default)  1 text(s)/call")
@@ -113,25 +114,25 @@ def test_texts_are_deterministic_and_bounded() -> None:
 
 BEFORE = """# HELP ray_embedpool_batch_size Texts per model forward pass.
 # TYPE ray_embedpool_batch_size histogram
-ray_embedpool_batch_size_bucket{Component="core_worker",le="1.0",model="fake-mini",variant="torch-cpu"} 5.0
-ray_embedpool_batch_size_bucket{Component="core_worker",le="2.0",model="fake-mini",variant="torch-cpu"} 5.0
-ray_embedpool_batch_size_bucket{Component="core_worker",le="+Inf",model="fake-mini",variant="torch-cpu"} 5.0
-ray_embedpool_batch_size_count{Component="core_worker",model="fake-mini",variant="torch-cpu"} 5.0
-ray_embedpool_batch_size_sum{Component="core_worker",model="fake-mini",variant="torch-cpu"} 5.0
-ray_embedpool_queue_ms_count{model="fake-mini",variant="torch-cpu"} 5.0
-ray_embedpool_queue_ms_sum{model="fake-mini",variant="torch-cpu"} 10.0
-ray_embedpool_requests_total{code="OK",method="Embed",model="fake-mini",variant="torch-cpu"} 5.0
+ray_embedpool_batch_size_bucket{Component="core_worker",le="1.0",model="fake",variant="custom-cpu"} 5.0
+ray_embedpool_batch_size_bucket{Component="core_worker",le="2.0",model="fake",variant="custom-cpu"} 5.0
+ray_embedpool_batch_size_bucket{Component="core_worker",le="+Inf",model="fake",variant="custom-cpu"} 5.0
+ray_embedpool_batch_size_count{Component="core_worker",model="fake",variant="custom-cpu"} 5.0
+ray_embedpool_batch_size_sum{Component="core_worker",model="fake",variant="custom-cpu"} 5.0
+ray_embedpool_queue_ms_count{model="fake",variant="custom-cpu"} 5.0
+ray_embedpool_queue_ms_sum{model="fake",variant="custom-cpu"} 10.0
+ray_embedpool_requests_total{code="OK",method="Embed",model="fake",variant="custom-cpu"} 5.0
 ray_embedpool_batch_size_count{model="other",variant="torch-cpu"} 99.0
 """
 AFTER = """\
-ray_embedpool_batch_size_bucket{Component="core_worker",le="1.0",model="fake-mini",variant="torch-cpu"} 7.0
-ray_embedpool_batch_size_bucket{Component="core_worker",le="2.0",model="fake-mini",variant="torch-cpu"} 11.0
-ray_embedpool_batch_size_bucket{Component="core_worker",le="+Inf",model="fake-mini",variant="torch-cpu"} 11.0
-ray_embedpool_batch_size_count{Component="core_worker",model="fake-mini",variant="torch-cpu"} 11.0
-ray_embedpool_batch_size_sum{Component="core_worker",model="fake-mini",variant="torch-cpu"} 19.0
-ray_embedpool_queue_ms_count{model="fake-mini",variant="torch-cpu"} 15.0
-ray_embedpool_queue_ms_sum{model="fake-mini",variant="torch-cpu"} 40.0
-ray_embedpool_requests_total{code="OK",method="Embed",model="fake-mini",variant="torch-cpu"} 15.0
+ray_embedpool_batch_size_bucket{Component="core_worker",le="1.0",model="fake",variant="custom-cpu"} 7.0
+ray_embedpool_batch_size_bucket{Component="core_worker",le="2.0",model="fake",variant="custom-cpu"} 11.0
+ray_embedpool_batch_size_bucket{Component="core_worker",le="+Inf",model="fake",variant="custom-cpu"} 11.0
+ray_embedpool_batch_size_count{Component="core_worker",model="fake",variant="custom-cpu"} 11.0
+ray_embedpool_batch_size_sum{Component="core_worker",model="fake",variant="custom-cpu"} 19.0
+ray_embedpool_queue_ms_count{model="fake",variant="custom-cpu"} 15.0
+ray_embedpool_queue_ms_sum{model="fake",variant="custom-cpu"} 40.0
+ray_embedpool_requests_total{code="OK",method="Embed",model="fake",variant="custom-cpu"} 15.0
 ray_embedpool_batch_size_count{model="other",variant="torch-cpu"} 500.0
 """
 
@@ -160,8 +161,8 @@ def metrics_url() -> Iterator[str]:
     thread.join()
 
 
-def test_pool_metrics(target: str, pool: FakeServicer, metrics_url: str, capsys: Capsys) -> None:
-    args = ["--target", target, "bench", "--requests", "5", "--warmup", "0", "--model", "fake-mini"]
+def test_pool_metrics(target: str, pool: Pool, metrics_url: str, capsys: Capsys) -> None:
+    args = ["--target", target, "bench", "--requests", "5", "--warmup", "0", "--model", "fake"]
     data = bench(capsys, *args, "--metrics-url", metrics_url, "--json")
     metrics = data["pool_metrics"]
     assert metrics["batches"] == 6 and metrics["batch_size_mean"] == pytest.approx(14 / 6, abs=1e-3)
@@ -170,7 +171,7 @@ def test_pool_metrics(target: str, pool: FakeServicer, metrics_url: str, capsys:
     assert metrics["requests_by_code"] == {"OK": 10}
 
 
-def test_pool_metrics_unreachable_is_reported(target: str, pool: FakeServicer, capsys: Capsys) -> None:
+def test_pool_metrics_unreachable_is_reported(target: str, pool: Pool, capsys: Capsys) -> None:
     args = ["--target", target, "bench", "--requests", "3", "--warmup", "0", "--metrics-url", "127.0.0.1:1"]
     data = bench(capsys, *args, "--json")
     assert data["ok_calls"] == 3 and "cannot scrape" in data["pool_metrics"]["error"]
@@ -200,7 +201,7 @@ def fake_model(monkeypatch: pytest.MonkeyPatch) -> FakeModel:
 
 
 def test_ceiling_then_served(
-    target: str, pool: FakeServicer, fake_model: FakeModel, capsys: Capsys, tmp_path: Path
+    target: str, pool: Pool, fake_model: FakeModel, capsys: Capsys, tmp_path: Path
 ) -> None:
     png = tmp_path / "ceiling.png"
     args = ["--target", target, "bench", "--ceiling", "--concurrency", "1,2", "--texts-per-call", "2"]

@@ -2,38 +2,53 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
 from embedpool import AsyncEmbeddingClient, EmbeddingClient, EmbedResult, SimilarityMode, similarity
+from embedpool.server.fronts import grpc_server as grpc_front
+from embedpool.server.fronts.auth import TokenAuth
+from embedpool.server.fronts.outcome import no_count
 from embedpool.v1 import embedding_service_pb2 as pb
-from tests.fakes import DIMS, MAX_TOKENS, FakeServicer, count_tokens, quantize
+from tests.unit.conftest import Pool, Serve
+from tests.unit.fake_backend import (
+    DIMS,
+    INFERENCE_NS,
+    MAX_TOKENS,
+    QUEUE_NS_PER_TEXT,
+    FakeBackend,
+    count_tokens,
+    expected,
+    make_core,
+    serving_servicer,
+)
 
 DOCS = ["the cat sat on the mat", "dogs chase cats", "stock markets fell today", "a kitten naps"]
 
 
-def test_embed_returns_array_and_metadata(client: EmbeddingClient, pool: FakeServicer) -> None:
+def test_embed_returns_array_and_metadata(client: EmbeddingClient, pool: Pool) -> None:
     result = client.embed(DOCS + ["x"] * 6, input_type="query")
     assert isinstance(result, EmbedResult)
     assert result.embeddings.dtype == np.float32 and result.embeddings.shape == (10, DIMS)
     assert result.embeddings.flags.writeable
-    np.testing.assert_allclose(
-        result.embeddings, pool.expected(DOCS + ["x"] * 6, input_type="query"), rtol=1e-6
-    )
+    np.testing.assert_allclose(result.embeddings, expected(DOCS + ["x"] * 6, input_type="query"), rtol=1e-6)
     assert (result.dimensions, result.model, result.variant, result.precision) == (
         DIMS,
-        "fake-mini",
-        "torch-cpu",
+        "fake",
+        "custom-cpu",
         "float32",
     )
     assert len(result) == 10
     # Split 7 + 3: tokens summed, timings the max over sub-batches.
+    assert sorted(pool.embed_batch_sizes) == [3, 7]
     assert result.input_tokens == sum(count_tokens("query: " + t) for t in DOCS + ["x"] * 6)
-    assert result.queue_ns == 7000 and result.inference_ns == 5000
+    assert result.queue_ns == 7 * QUEUE_NS_PER_TEXT and result.inference_ns == INFERENCE_NS
     assert result.truncated_inputs == 0
 
 
-def test_embed_options_reach_the_request(client: EmbeddingClient, pool: FakeServicer) -> None:
+def test_embed_options_reach_the_request(client: EmbeddingClient, pool: Pool) -> None:
     result = client.embed(
         ["hello"],
         prompt_name="title",
@@ -42,25 +57,34 @@ def test_embed_options_reach_the_request(client: EmbeddingClient, pool: FakeServ
         truncation_direction="left",
         dimensions=8,
     )
-    (call,) = pool.calls
-    req = call.request
+    ((method, req),) = pool.calls
+    assert method == "Embed"
+    assert isinstance(req, pb.EmbedRequest)
     assert req.prompt_name == "title" and req.prompt == ""
     assert req.HasField("normalize") and not req.normalize and not req.truncate
     assert req.truncation_direction == pb.TRUNCATION_DIRECTION_LEFT and req.dimensions == 8
+    (item,) = pool.backend.items  # and the model was asked for just that
+    assert (item.prompt_name, item.normalize, item.truncate, item.truncate_left, item.dimensions) == (
+        "title",
+        False,
+        False,
+        True,
+        8,
+    )
     assert result.embeddings.shape == (1, 8)
     np.testing.assert_allclose(
-        result.embeddings, pool.expected(["hello"], prompt="title: ", normalize=False, dimensions=8)
+        result.embeddings, expected(["hello"], prompt="title: ", normalize=False, dimensions=8)
     )
 
 
-def test_embed_empty_and_bad_arguments(client: EmbeddingClient, pool: FakeServicer) -> None:
+def test_embed_empty_and_bad_arguments(client: EmbeddingClient, pool: Pool) -> None:
     empty = client.embed([])
     assert empty.embeddings.shape == (0, 0) and len(empty) == 0
     with pytest.raises(ValueError, match="precision"):
         client.embed(["x"], precision="float16")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at most one"):
         client.embed(["x"], prompt="a", prompt_name="b")
-    assert pool.calls == []
+    assert pool.calls == [] and pool.metadata == []
 
 
 def test_truncation_is_reported(client: EmbeddingClient) -> None:
@@ -79,42 +103,50 @@ def test_truncation_is_reported(client: EmbeddingClient) -> None:
         ("ubinary", np.uint8, DIMS // 8),
     ],
 )
-def test_quantized_precisions(
-    client: EmbeddingClient, pool: FakeServicer, precision: str, dtype: type, width: int
-) -> None:
-    result = client.embed(DOCS, precision=precision)  # type: ignore[arg-type]
+def test_quantized_precisions(client: EmbeddingClient, precision: Any, dtype: type, width: int) -> None:
+    result = client.embed(DOCS, precision=precision)
     assert result.precision == precision
     assert result.embeddings.dtype == dtype and result.embeddings.shape == (len(DOCS), width)
     assert result.dimensions == DIMS  # before binary packing
-    proto_precision = getattr(pb, f"PRECISION_{precision.upper()}")
-    np.testing.assert_array_equal(result.embeddings, quantize(pool.expected(DOCS), proto_precision))
+    np.testing.assert_array_equal(result.embeddings, expected(DOCS, precision=precision))
+
+
+class AnswersInNumbers(grpc_front.EmbeddingServicer):
+    """The pool's servicer, answering in numbers whatever encoding was asked for."""
+
+    async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
+        request.encoding = pb.VECTOR_ENCODING_NUMBERS
+        return await super().Embed(request, context)
 
 
 @pytest.mark.parametrize("precision", ["float32", "int8", "ubinary"])
-def test_numbers_encoding_fallback(client: EmbeddingClient, pool: FakeServicer, precision: str) -> None:
-    pool.encoding_override = pb.VECTOR_ENCODING_NUMBERS  # a server that ignores the encoding asked for
-    result = client.embed(DOCS, precision=precision)  # type: ignore[arg-type]
-    want = quantize(pool.expected(DOCS), getattr(pb, f"PRECISION_{precision.upper()}"))
+def test_numbers_encoding_fallback(serve: Serve, precision: Any) -> None:
+    core = make_core(FakeBackend(), max_inputs=7)
+    target = serve(serving_servicer(AnswersInNumbers(core, TokenAuth([]), no_count)))
+    with EmbeddingClient(target=target, timeout=10) as client:
+        result = client.embed(DOCS, precision=precision)
+    want = expected(DOCS, precision=precision)
+    assert core.calls_of("Embed")[0].encoding == pb.VECTOR_ENCODING_NUMBERS
     assert result.embeddings.dtype == want.dtype
     np.testing.assert_allclose(result.embeddings, want, rtol=1e-6)
 
 
-def test_embed_numpy(client: EmbeddingClient, pool: FakeServicer) -> None:
+def test_embed_numpy(client: EmbeddingClient) -> None:
     array = client.embed_numpy(DOCS, input_type="query")
-    np.testing.assert_allclose(array, pool.expected(DOCS, input_type="query"), rtol=1e-6)
+    np.testing.assert_allclose(array, expected(DOCS, input_type="query"), rtol=1e-6)
 
 
-def test_rank_matches_local_similarity(client: EmbeddingClient, pool: FakeServicer) -> None:
+def test_rank_matches_local_similarity(client: EmbeddingClient, pool: Pool) -> None:
     query = "cats and kittens"
-    q = pool.expected([query], input_type="query")[0]
-    d = pool.expected(DOCS)
+    q = expected([query], input_type="query")[0]
+    d = expected(DOCS)
     for mode in SimilarityMode:
         ranked = client.rank(query, DOCS, mode=mode)
         want = sorted(((i, similarity(q, d[i], mode)) for i in range(len(DOCS))), key=lambda p: -p[1])
         assert [i for i, _ in ranked] == [i for i, _ in want]
         np.testing.assert_allclose([s for _, s in ranked], [s for _, s in want], rtol=1e-5, atol=1e-6)
     top = client.rank(query, DOCS, top_k=2)
-    assert pool.calls_of("Similarity")[-1].request.top_k == 2
+    assert pool.calls_of("Similarity")[-1].top_k == 2
     assert top == client.rank(query, DOCS)[:2]
     assert client.rank(query, []) == []
 
@@ -130,18 +162,20 @@ def test_score_vectors(client: EmbeddingClient) -> None:
     assert euclid == [[(0, 0.0), (2, -1.0), (1, pytest.approx(-np.sqrt(2), rel=1e-6))]]
 
 
-def test_models_and_tokens(client: EmbeddingClient, pool: FakeServicer) -> None:
+def test_models_and_tokens(client: EmbeddingClient) -> None:
     (model,) = client.list_models()
-    assert model.name == "fake-mini" and model.is_default and model.dimensions == DIMS
+    assert model.name == "fake" and model.is_default and model.dimensions == DIMS
     assert model.default_similarity is SimilarityMode.COSINE
-    assert [v.name for v in model.variants] == ["torch-cpu", "onnx-cpu"]
+    assert [v.name for v in model.variants] == ["custom-cpu", "onnx-cpu"]
     assert (model.variants[0].backend, model.variants[0].device, model.variants[0].is_default) == (
-        "torch",
+        "custom",
         "cpu",
         True,
     )
+    assert (model.variants[1].backend, model.variants[1].is_default) == ("onnx", False)
     assert model.limits.max_inputs_per_request == 7 and model.prompts["query"] == "query: "
-    assert client.get_model() == client.get_model("fake-mini") == model
+    assert model.max_input_tokens == MAX_TOKENS
+    assert client.get_model() == client.get_model("fake") == model
     assert model.to_dict()["default_similarity"] == "cosine"
     many = [f"text {i}" for i in range(9)]
     assert client.count_tokens(many) == [count_tokens(t) for t in many]
@@ -149,13 +183,14 @@ def test_models_and_tokens(client: EmbeddingClient, pool: FakeServicer) -> None:
     assert client.count_tokens([]) == []
 
 
-def test_model_selector_is_sent(target: str, pool: FakeServicer) -> None:
+def test_model_selector_is_sent(target: str, pool: Pool) -> None:
     with EmbeddingClient(
-        target=target, model="fake-mini", variant="onnx-cpu", backend="onnx", device="cpu"
+        target=target, model="fake", variant="onnx-cpu", backend="onnx", device="cpu"
     ) as client:
         client.get_text_embedding("x")
-    selector = pool.calls[0].request.model
-    assert (selector.model, selector.variant) == ("fake-mini", "onnx-cpu")
+        assert client.embed(["x"]).variant == "onnx-cpu"  # and the pool served that variant
+    selector = pool.calls_of("Embed")[0].model
+    assert (selector.model, selector.variant) == ("fake", "onnx-cpu")
     assert (selector.backend, selector.device) == (pb.BACKEND_ONNX, pb.DEVICE_CPU)
 
 
@@ -166,7 +201,7 @@ def test_bad_constructor_arguments() -> None:
         EmbeddingClient(embed_batch_size=0)
 
 
-async def test_async_native_methods(target: str, pool: FakeServicer) -> None:
+async def test_async_native_methods(target: str) -> None:
     async with AsyncEmbeddingClient(target=target, dimensions=8) as client:
         result = await client.embed(DOCS * 3, precision="uint8")
         array = await client.embed_numpy(DOCS)
@@ -176,7 +211,8 @@ async def test_async_native_methods(target: str, pool: FakeServicer) -> None:
         model = await client.get_model()
         tokens = await client.count_tokens(DOCS * 3)
     assert result.embeddings.shape == (12, 8) and result.embeddings.dtype == np.uint8
-    np.testing.assert_allclose(array, pool.expected(DOCS, dimensions=8), rtol=1e-6)
+    np.testing.assert_array_equal(result.embeddings, expected(DOCS * 3, dimensions=8, precision="uint8"))
+    np.testing.assert_allclose(array, expected(DOCS, dimensions=8), rtol=1e-6)
     assert len(ranked) == 3 and ranked[0][1] >= ranked[1][1] >= ranked[2][1]
     assert rows == [[(1, pytest.approx(1.0)), (0, 0.0)]]
     assert models == [model]
