@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Generic, Literal, TypeVar
 
 from .v1 import embedding_service_pb2 as pb
@@ -71,8 +72,8 @@ class Vocabulary(Generic[N, E]):
             return self.unspecified
         return self._by_number[number]
 
-    @property
-    def _by_number(self) -> dict[int, N]:
+    @cached_property
+    def _by_number(self) -> dict[int, N]:  # built once: name() runs for every response read
         return {v: k for k, v in self.numbers.items()}
 
 

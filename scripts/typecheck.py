@@ -9,6 +9,7 @@ mypy at it. Settings and the allow-listed exceptions are in pyproject.toml [tool
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
         *argv,
     ]
     env_path = str(tree)
-    return subprocess.call(cmd, cwd=ROOT, env={**__import__("os").environ, "MYPYPATH": env_path})
+    return subprocess.call(cmd, cwd=ROOT, env={**os.environ, "MYPYPATH": env_path})
 
 
 if __name__ == "__main__":
