@@ -5,6 +5,12 @@ UNKNOWN "Unexpected <class 'DecodeError'>", which reads like a server bug. This
 interceptor gives each method a deserializer that marks such bytes instead of
 raising, and a handler that refuses them with INVALID_ARGUMENT naming the message
 type; the server goes on as before.
+
+On EmbedStream the frames are read by the core's reader task while the handler task
+writes answers. The refusal is raised in the reader and sent by the handler task only:
+`context.abort` from the reader while an answer is being written fails in gRPC core
+(GRPC_CALL_ERROR_TOO_MANY_OPERATIONS: both batches carry the initial metadata), the status
+is never sent, and the client waited for its deadline. Answers sent before stay sent.
 """
 
 from __future__ import annotations
@@ -19,6 +25,15 @@ from google.protobuf.message import DecodeError
 class _Malformed:
     def __init__(self, error: DecodeError) -> None:
         self.error = error
+
+
+class MalformedFrame(Exception):
+    """A stream frame that did not parse, raised where the frames are read (the core's
+    reader task) and turned into the call's status by the handler task."""
+
+    def __init__(self, bad: _Malformed) -> None:
+        super().__init__(str(bad.error))
+        self.bad = bad
 
 
 def _safe(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
@@ -78,15 +93,18 @@ class RejectMalformedRequests(grpc.aio.ServerInterceptor):  # type: ignore[type-
         if handler.stream_stream is not None:
             inner_stream = handler.stream_stream
 
-            async def checked(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
+            async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
                 async for request in requests:
                     if isinstance(request, _Malformed):
-                        await _refuse(context, request)
+                        raise MalformedFrame(request)
                     yield request
 
             async def stream(requests: AsyncIterator[Any], context: Context) -> AsyncIterator[Any]:
-                async for response in inner_stream(checked(requests, context), context):
-                    yield response
+                try:
+                    async for response in inner_stream(checked(requests), context):
+                        yield response
+                except MalformedFrame as exc:  # here, in the task that writes the answers
+                    await _refuse(context, exc.bad)
 
             return grpc.stream_stream_rpc_method_handler(stream, parse, serialize)
         return handler

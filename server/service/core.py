@@ -115,6 +115,10 @@ class RouterCore:
         but not yet sent: past that, the stream stops reading until the client reads (HTTP/2
         flow control then holds the client back), so a client that writes without reading
         cannot grow the router's memory.
+
+        An exception from reading the requests (a frame the front could not parse, say)
+        ends the stream: the answers already made are yielded, then it is raised here, in
+        the caller's task, for the front to turn into the call's status.
         """
         done: asyncio.Queue[StreamAnswer | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()

@@ -85,20 +85,23 @@ async def test_a_ray_handle_past_the_replica_queue_is_refused_as_overloaded(pool
     burst = [asyncio.ensure_future(backend.embed([EmbedItem(texts=[f"bound {i}"])])) for i in range(400)]
     await asyncio.sleep(1.5)
     refused = [t for t in burst if t.done() and isinstance(t.exception(), Overloaded)]
+    answered = [t for t in burst if t.done() and t.exception() is None]
     waiting = [t for t in burst if not t.done()]
     print(
         f"\nRay handle, 400 concurrent calls on a busy replica: {len(waiting)} ongoing or queued, "
-        f"{len(refused)} refused (Overloaded)"
+        f"{len(refused)} refused (Overloaded), {len(answered)} answered"
     )
     for t in waiting:  # queued calls are dropped, never run
         t.cancel()
     await asyncio.gather(*burst, return_exceptions=True)
     assert isinstance(await slow, list)
-    assert len(refused) + len(waiting) == 400
-    assert refused and "queue limit" in refused[0].exception().message  # type: ignore[union-attr]
-    # Ray's bound is per caller and approximate (a few calls are in hand-over to the replica and
-    # counted in neither): observed 289 waiting for 8 ongoing + 256 queued. Bounded is the point.
-    assert CATALOGUE_QUEUE <= len(waiting) <= CATALOGUE_QUEUE + 64
+    # What the pool promises: past the queue a call is refused as Overloaded with the pool's
+    # message (a retryable status), at once, and no call fails any other way. How many Ray lets
+    # wait is its own approximate per-handle count (289 and 339 seen for 8 ongoing + 256
+    # queued, more on a loaded machine): not asserted; that the queue is bounded is.
+    assert len(refused) + len(waiting) + len(answered) == 400
+    assert refused, "400 calls at once on a held replica: none refused, the queue is not bounded"
+    assert all("queue limit" in t.exception().message for t in refused)  # type: ignore[union-attr]
 
 
 @dataclass

@@ -205,3 +205,52 @@ async def test_request_bytes_that_do_not_parse_get_invalid_argument() -> None:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""))
         assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert "ok" in backend.seen
+
+
+GARBAGE = b"\xff\xff\xff"
+
+
+def frame(i: int) -> bytes:
+    return pb.EmbedStreamRequest(
+        request_id=str(i), request=pb.EmbedRequest(inputs=[f"text {i}"])
+    ).SerializeToString()
+
+
+@pytest.mark.busy_cpu
+async def test_a_malformed_frame_ends_the_stream_with_invalid_argument_however_tasks_interleave() -> None:
+    # Before: the refusal was sent from the core's reader task; when it met an answer being
+    # written (likelier on a busy machine) gRPC core refused the status batch
+    # (TOO_MANY_OPERATIONS) and the client waited for its deadline: DEADLINE_EXCEEDED.
+    async with serving() as (target, _, _), grpc.aio.insecure_channel(target) as channel:
+        method = channel.stream_stream("/embedpool.v1.EmbeddingService/EmbedStream")
+        for attempt in range(24):
+            valid = (1, 4, 16)[attempt % 3]
+
+            async def frames(n: int = valid) -> AsyncIterator[bytes]:
+                for i in range(n):
+                    yield frame(i)
+                yield GARBAGE
+
+            got: list[pb.EmbedStreamResponse] = []
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                async for raw in method(frames(), timeout=10):
+                    got.append(pb.EmbedStreamResponse.FromString(raw))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (attempt, err.value.details())
+            assert "not a valid protobuf message" in (err.value.details() or "")
+            for r in got:  # answers sent before the refusal are whole and their own request's
+                assert np.array_equal(
+                    np.array(r.response.embeddings[0].values, np.float32), vector(f"text {r.request_id}")
+                )
+
+            # An answer read before the bad frame is written stays sent; then the refusal.
+            call = method(timeout=10)
+            await call.write(frame(7))
+            first = pb.EmbedStreamResponse.FromString(await call.read())
+            assert first.request_id == "7" and first.HasField("response")
+            await call.write(GARBAGE)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await call.read()
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # and the pool goes on answering
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        assert len((await stub.Embed(pb.EmbedRequest(inputs=["ok"]), timeout=10)).embeddings) == 1
