@@ -33,6 +33,19 @@ SERVING_ENV = {
     "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
 }
 
+# The environment of a Ray node that the pool starts itself (`embedpool serve` without
+# --address; the tests' clusters): read by the raylet and the Serve controller at their start,
+# so it goes into os.environ before ray.init, not into an app's runtime_env.
+NODE_ENV = {
+    # Ray runs workers at nice 15 to shield its own daemons; on a node given to the pool the
+    # replicas are the work, and a load generator or sidecar at nice 0 must not starve them
+    # (two busy loops beside the pool left its replicas ~3% of a core each).
+    "RAY_worker_niceness": "0",
+    # A proxy has 5 s to answer its first ready check; on a busy node importing Serve takes
+    # longer, the controller kills it and serve.start fails ("actor killed by ray.kill").
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "30",
+}
+
 
 def replica_options(variant: VariantConfig, max_queued_requests: int, direct: bool = True) -> dict[str, Any]:
     """Ray Serve deployment options for one variant."""

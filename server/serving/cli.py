@@ -14,7 +14,13 @@ import sys
 import threading
 import time
 
-from embedpool.server.serving.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
+from embedpool.server.serving.app import (
+    APP_NAME,
+    DEFAULT_GRPC_PORT,
+    GRPC_SERVICER_FUNCTIONS,
+    NODE_ENV,
+    SERVING_ENV,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
 
     started_ray = not args.address
     if started_ray:
-        # Ray runs workers at nice 15 to shield its own daemons; on a node given to the pool the
-        # replicas are the work, and a load generator or sidecar at nice 0 must not starve them.
-        os.environ.setdefault("RAY_worker_niceness", "0")
-        for key, value in SERVING_ENV.items():
+        for key, value in {**NODE_ENV, **SERVING_ENV}.items():
             os.environ.setdefault(key, value)
         # Ray's gRPC proxy accepts up to 2 GiB by default; hold it to the pool's own limit.
         os.environ.setdefault("RAY_SERVE_GRPC_MAX_MESSAGE_SIZE", str(catalogue.limits.max_message_bytes))

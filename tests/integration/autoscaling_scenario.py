@@ -260,6 +260,7 @@ def run(result: dict[str, Any]) -> None:
     from ray.serve.schema import ServeDeploySchema
 
     from embedpool.server.config.catalogue import Catalogue
+    from embedpool.server.serving.app import NODE_ENV
     from embedpool.server.serving.deploy_config import DeployOptions, serve_config
 
     timings: dict[str, float] = {}
@@ -268,6 +269,8 @@ def run(result: dict[str, Any]) -> None:
     # tests.integration.sleepy_model without a runtime_env (which would also keep them off the
     # prestarted workers).
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    for key, value in NODE_ENV.items():  # as `embedpool serve` starts its nodes
+        os.environ.setdefault(key, value)
     t = time.monotonic()
     cluster = Cluster(
         initialize_head=True,

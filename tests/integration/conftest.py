@@ -46,8 +46,10 @@ def pool() -> Iterator[Pool]:
     from ray.serve.config import gRPCOptions
 
     from embedpool.server.config.catalogue import load_catalogue
-    from embedpool.server.serving.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, SERVING_ENV, build
+    from embedpool.server.serving.app import APP_NAME, GRPC_SERVICER_FUNCTIONS, NODE_ENV, SERVING_ENV, build
 
+    for key, value in NODE_ENV.items():  # as `embedpool serve` starts its node
+        os.environ.setdefault(key, value)
     port, proxy_port = free_port(), free_port()
     ray.init(
         address="local",
@@ -56,6 +58,8 @@ def pool() -> Iterator[Pool]:
         logging_level="WARNING",
         namespace="serve",
         runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", **SERVING_ENV}},
+        # The request counter is read back by tests (pool_metrics.py): report it every second.
+        _system_config={"metrics_report_interval_ms": 1000},
     )
     try:
         serve.start(
