@@ -23,6 +23,7 @@ from .errors import (
     OverloadedError,
     PoolUnavailableError,
 )
+from .lazy import LazyClients
 from .results import EmbedResult, ModelInfo, ModelLimits, VariantInfo
 from .similarity import SimilarityMode, similarity
 from .sync_client import EmbeddingClient
@@ -41,6 +42,7 @@ __all__ = [
     "EmbeddingClient",
     "EmbedpoolError",
     "InvalidInputError",
+    "LazyClients",
     "ModelInfo",
     "ModelLimits",
     "ModelNotFoundError",

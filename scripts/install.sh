@@ -8,6 +8,9 @@ PY=${PYTHON:-python3}
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+# The LlamaIndex and LangChain drop-ins (integrations/), each on the thin client; the
+# frameworks' test kits came with the dev extra. The same constraints keep torch the CPU wheel.
+.venv/bin/python -m pip install -q -c constraints.txt -e integrations/llama-index -e integrations/langchain
 # nginx (Debian's nginx-light) for the TLS front in deploy/tls/ and its test; only where this
 # script may install system packages (root with apt). Elsewhere that test skips, saying why.
 if ! command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,5 +1,5 @@
 """mypy --strict over the whole distribution: the client (embedpool), embedpool.bench and
-embedpool.server.
+embedpool.server, and the LlamaIndex and LangChain drop-ins in integrations/.
 
 The package dirs are mapped (embedpool = client/, embedpool.server = server/), which an
 editable install resolves with an import hook that mypy cannot follow. So this builds a
@@ -40,6 +40,11 @@ def main(argv: list[str]) -> int:
         str(ROOT / "pyproject.toml"),
         "-p",
         "embedpool",
+        # the drop-ins (integrations/, installed editable): they use the client's public API only
+        "-p",
+        "llama_index.embeddings.embedpool",
+        "-p",
+        "langchain_embedpool",
         *argv,
     ]
     env_path = str(tree)

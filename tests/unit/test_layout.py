@@ -133,3 +133,16 @@ M, C = f"{SERVER}.model.runner", f"{SERVER}.service.core"
 def test_the_checker_catches_a_broken_rule(module: str, source: str, expected: list[str]) -> None:
     found = imports(source, module, False)
     assert [v for v in violations(module, found) if v in expected or not expected] == expected
+
+
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "integrations").rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_the_drop_ins_use_the_public_client_only(path: Path) -> None:
+    # integrations/: the client's top-level names, never the server, generated code or private modules
+    found = imports(path.read_text(), "integration", False)
+    reached = {name for name in found if name == "embedpool" or name.startswith("embedpool.")}
+    import embedpool
+
+    public = {f"embedpool.{n}" for n in embedpool.__all__} | {"embedpool"}
+    assert reached <= public, f"{path}: {sorted(reached - public)}"
