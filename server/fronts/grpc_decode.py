@@ -9,7 +9,7 @@ type; the server goes on as before.
 On EmbedStream the frames are read by the core's reader task while the handler task
 writes answers. The refusal is raised in the reader and sent by the handler task only:
 `context.abort` from the reader while an answer is being written fails in gRPC core
-(GRPC_CALL_ERROR_TOO_MANY_OPERATIONS: both batches carry the initial metadata), the status
+(GRPC_CALL_ERROR_TOO_MANY_OPERATIONS: two send batches at once), the status
 is never sent, and the client waited for its deadline. Answers sent before stay sent.
 """
 

@@ -8,19 +8,13 @@ the result with the committed files, byte for byte. Fix a failure with `npm run 
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-GEN = Path("gen/go")
-BUF = ROOT / "node_modules" / ".bin" / "buf"
+from tests.unit.buf_drift import BUF, ROOT, assert_up_to_date
+
 PLUGINS = ("protoc-gen-go", "protoc-gen-go-grpc")
-
-
-def _files(base: Path) -> dict[str, bytes]:
-    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}
 
 
 @pytest.mark.skipif(not BUF.exists(), reason="node_modules/.bin/buf is missing: run `npm ci`")
@@ -30,18 +24,7 @@ def _files(base: Path) -> dict[str, bytes]:
     "packages where it may install system packages (root with apt)",
 )
 def test_generated_go_is_up_to_date(tmp_path: Path) -> None:
-    run = subprocess.run(
-        [str(BUF), "generate", "--template", "buf.gen.go.yaml", "--output", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert run.returncode == 0, f"buf generate failed:\n{run.stdout}\n{run.stderr}"
-    fresh, committed = _files(tmp_path / GEN), _files(ROOT / GEN)
-    assert fresh and sorted(fresh) == sorted(committed), "run `npm run generate:go`"
-    stale = [name for name in fresh if fresh[name] != committed[name]]
-    assert not stale, f"{GEN}/ is out of date for {stale}; run `npm run generate:go`"
+    assert_up_to_date("buf.gen.go.yaml", Path("gen/go"), "npm run generate:go", tmp_path)
 
 
 def test_the_proto_names_its_go_package() -> None:
