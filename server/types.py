@@ -7,6 +7,7 @@ used by unit tests without a cluster.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -15,17 +16,22 @@ from embedpool.vocabulary import BackendName, DeviceName, InputTypeName, Precisi
 __all__ = [
     "BackendName",
     "DeviceName",
+    "EmbedAnswer",
     "EmbedItem",
     "EmbedOutput",
+    "EmbedRequest",
     "InputType",
+    "ModelChoice",
     "Precision",
     "SimilarityName",
     "VariantDescription",
+    "VectorEncoding",
 ]
 
 # The names the client spells too: one table per concept (embedpool.vocabulary).
 InputType = InputTypeName
 Precision = PrecisionName
+VectorEncoding = Literal["numbers", "bytes"]
 
 
 @dataclass(slots=True)
@@ -50,6 +56,28 @@ class EmbedItem:
 
 
 @dataclass(slots=True)
+class ModelChoice:
+    """Which model variant a call asks for; what is left empty the catalogue decides."""
+
+    model: str = ""
+    variant: str = ""
+    backend: BackendName | None = None
+    device: DeviceName | None = None
+
+
+@dataclass(slots=True)
+class EmbedRequest:
+    """One Embed call as every front hands it to the service core, before validation: the
+    front has turned its wire format (protobuf, JSON) into these names, the core checks them."""
+
+    item: EmbedItem
+    choice: ModelChoice = field(default_factory=ModelChoice)
+    # How the answer's vectors travel: as numbers, or as each vector's raw little-endian
+    # bytes (gRPC's BYTES encoding; OpenAI's base64 is those bytes in base64).
+    encoding: VectorEncoding = "numbers"
+
+
+@dataclass(slots=True)
 class EmbedOutput:
     """The result for one EmbedItem."""
 
@@ -65,6 +93,18 @@ class EmbedOutput:
     # are merged by batching.py into the slowest chunk's times.
     queue_ns: int = 0
     inference_ns: int = 0
+
+
+@dataclass(slots=True)
+class EmbedAnswer:
+    """What the core answers an EmbedRequest with; each front writes it in its own format."""
+
+    output: EmbedOutput
+    model: str
+    variant: str
+    # Router arrival to answer, for the response's timings.
+    total_ns: int
+    encoding: VectorEncoding = "numbers"
 
 
 @dataclass(slots=True)

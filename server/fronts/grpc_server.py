@@ -17,10 +17,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack .aio
 from grpc_reflection.v1alpha import reflection
 
+from embedpool.server.errors import InvalidArgument
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.grpc_decode import RejectMalformedRequests
 from embedpool.server.fronts.outcome import CountFn, failure, no_count
-from embedpool.server.service.core import Call, RouterCore
+from embedpool.server.service import messages as convert
+from embedpool.server.service.core import Call, RouterCore, StreamRequest
+from embedpool.server.types import EmbedAnswer, EmbedRequest
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 
@@ -35,13 +38,32 @@ def _deadline(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-def stream_response(
-    request_id: str, answer: pb.EmbedResponse | Exception
-) -> tuple[pb.EmbedStreamResponse, str]:
+async def embed(
+    core: RouterCore, request: pb.EmbedRequest, deadline: float | None, call: Call
+) -> pb.EmbedResponse:
+    """One Embed call: the message in the pool's names, the core's answer on the wire."""
+    return convert.embed_response(await core.embed(convert.embed_request(request), deadline, call))
+
+
+async def stream_requests(messages: AsyncIterator[pb.EmbedStreamRequest]) -> AsyncIterator[StreamRequest]:
+    """An EmbedStream's messages as the core takes them: a message that does not convert is
+    that request's answer (its error), not the stream's."""
+    async for msg in messages:
+        request: EmbedRequest | Exception
+        try:
+            if not msg.HasField("request"):
+                raise InvalidArgument("EmbedStreamRequest.request is unset")
+            request = convert.embed_request(msg.request)
+        except InvalidArgument as exc:
+            request = exc
+        yield msg.request_id, request
+
+
+def stream_response(request_id: str, answer: EmbedAnswer | Exception) -> tuple[pb.EmbedStreamResponse, str]:
     """One EmbedStream answer on the wire (the response, or the error status that ended it)
     and its code name for the request counter. Shared by the pool's port and Ray's proxy."""
-    if isinstance(answer, pb.EmbedResponse):
-        return pb.EmbedStreamResponse(request_id=request_id, response=answer), "OK"
+    if isinstance(answer, EmbedAnswer):
+        return pb.EmbedStreamResponse(request_id=request_id, response=convert.embed_response(answer)), "OK"
     fail = failure(answer, "EmbedStream request")
     error = pb.ErrorStatus(code=fail.code_number, message=fail.message)
     return pb.EmbedStreamResponse(request_id=request_id, error=error), fail.code.name
@@ -73,7 +95,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
 
     async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
         return await self._unary(
-            "Embed", context, lambda call: self.core.embed(request, _deadline(context), call)
+            "Embed", context, lambda call: embed(self.core, request, _deadline(context), call)
         )
 
     async def Similarity(self, request: pb.SimilarityRequest, context: Any) -> pb.SimilarityResponse:
@@ -100,7 +122,7 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
             self.count(Call("EmbedStream", FRONT), fail.code.name)
             await context.abort(fail.code, fail.message)
         async for request_id, answer, call in self.core.embed_stream(
-            request_iterator, _deadline(context), FRONT
+            stream_requests(request_iterator), _deadline(context), FRONT
         ):
             response, code = stream_response(request_id, answer)
             self.count(call, code)  # each request of a stream with its own tags and code

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from embedpool.server.errors import InvalidArgument
@@ -20,7 +20,22 @@ from embedpool.server.service import messages as convert
 from embedpool.server.service.backend import VariantBackend
 from embedpool.server.service.batching import Dispatcher
 from embedpool.server.service.scoring import score_matrix
-from embedpool.server.types import EmbedItem, InputType, SimilarityName, VariantDescription
+from embedpool.server.service.validation import (
+    check_choice,
+    check_dimensions,
+    check_embed,
+    check_name,
+    check_texts,
+)
+from embedpool.server.types import (
+    EmbedAnswer,
+    EmbedItem,
+    EmbedRequest,
+    InputType,
+    ModelChoice,
+    SimilarityName,
+    VariantDescription,
+)
 from embedpool.v1 import embedding_service_pb2 as pb
 
 if TYPE_CHECKING:
@@ -40,8 +55,11 @@ class Call:
     variant: str = ""
 
 
-# One EmbedStream request's answer: its id, the response or the exception that ended it, its tags.
-StreamAnswer = tuple[str, "pb.EmbedResponse | Exception", Call]
+# One EmbedStream request as a front hands it over: its id and the request, or the
+# exception that converting it raised (that request's answer, not the stream's end).
+StreamRequest = tuple[str, "EmbedRequest | Exception"]
+# One EmbedStream request's answer: its id, the answer or the exception that ended it, its tags.
+StreamAnswer = tuple[str, "EmbedAnswer | Exception", Call]
 
 
 class RouterCore:
@@ -69,10 +87,10 @@ class RouterCore:
     # ---- resolution -------------------------------------------------------
 
     def resolve(
-        self, sel: pb.ModelSelector | None, call: Call | None = None
+        self, choice: ModelChoice, call: Call | None = None
     ) -> tuple[ModelConfig, VariantConfig, str]:
-        model, variant, backend, device = convert.selector(sel or pb.ModelSelector())
-        m, v = self.catalogue.resolve(model, variant, backend, device)
+        check_choice(choice)
+        m, v = self.catalogue.resolve(choice.model, choice.variant, choice.backend, choice.device)
         if call is not None:
             call.model, call.variant = m.name, v.name or ""
         return m, v, self.catalogue.deployment_name(m.name, v.name)
@@ -92,19 +110,20 @@ class RouterCore:
     # ---- Embed --------------------------------------------------------------
 
     async def embed(
-        self, req: pb.EmbedRequest, deadline: float | None = None, call: Call | None = None
-    ) -> pb.EmbedResponse:
+        self, request: EmbedRequest, deadline: float | None = None, call: Call | None = None
+    ) -> EmbedAnswer:
         arrived = time.monotonic_ns()
-        m, v, name = self.resolve(req.model if req.HasField("model") else None, call)
-        item = convert.embed_item(req, self.limits.max_inputs_per_request, time.time_ns())
+        m, v, name = self.resolve(request.choice, call)
+        item = replace(request.item, arrived_ns=time.time_ns())
+        check_embed(item, self.limits.max_inputs_per_request)
         desc = await self.description(name)
-        convert.check_dimensions(item.dimensions, desc.dimensions)
+        check_dimensions(item.dimensions, desc.dimensions)
         out = await self.dispatchers[name].submit(item, deadline)
-        return convert.embed_response(out, req.encoding, m.name, v.name or "", time.monotonic_ns() - arrived)
+        return EmbedAnswer(out, m.name, v.name or "", time.monotonic_ns() - arrived, request.encoding)
 
     async def embed_stream(
         self,
-        requests: AsyncIterator[pb.EmbedStreamRequest],
+        requests: AsyncIterator[StreamRequest],
         deadline: float | None = None,
         front: str = "grpc",
     ) -> AsyncIterator[StreamAnswer]:
@@ -124,21 +143,20 @@ class RouterCore:
         tasks: set[asyncio.Task[None]] = set()
         window = asyncio.Semaphore(self.limits.max_queued_requests)
 
-        async def one(msg: pb.EmbedStreamRequest) -> None:
+        async def one(request_id: str, request: EmbedRequest | Exception) -> None:
             call = Call("EmbedStream", front)
             try:
-                if not msg.HasField("request"):
-                    raise InvalidArgument("EmbedStreamRequest.request is unset")
-                resp = await self.embed(msg.request, deadline, call)
-                await done.put((msg.request_id, resp, call))
+                if isinstance(request, Exception):
+                    raise request
+                await done.put((request_id, await self.embed(request, deadline, call), call))
             except Exception as exc:  # every request gets an answer, an unexpected failure too
-                await done.put((msg.request_id, exc, call))
+                await done.put((request_id, exc, call))
 
         async def pump() -> None:
             try:
                 async for msg in requests:
                     await window.acquire()
-                    task = asyncio.ensure_future(one(msg))
+                    task = asyncio.ensure_future(one(*msg))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 if tasks:
@@ -174,11 +192,11 @@ class RouterCore:
         if has_vectors:
             # Up to a message's worth of floats: off the event loop, which keeps serving meanwhile.
             return await asyncio.get_running_loop().run_in_executor(None, _score_vectors, req, mode, limit)
-        convert.check_texts(req.queries, "queries", limit)
-        convert.check_texts(req.documents, "documents", limit)
-        m, v, name = self.resolve(req.model if req.HasField("model") else None, call)
+        check_texts(req.queries, "queries", limit)
+        check_texts(req.documents, "documents", limit)
+        m, v, name = self.resolve(convert.model_choice(req), call)
         desc = await self.description(name)
-        convert.check_dimensions(req.dimensions, desc.dimensions)
+        check_dimensions(req.dimensions, desc.dimensions)
         arrived = time.time_ns()
 
         def item(texts: list[str], input_type: InputType) -> EmbedItem:
@@ -266,7 +284,7 @@ class RouterCore:
         return pb.ListModelsResponse(models=infos, default_model=default)
 
     async def get_model(self, req: pb.GetModelRequest, call: Call | None = None) -> pb.GetModelResponse:
-        convert.check_name(req.model, "model")
+        check_name(req.model, "model")
         m, _ = self.catalogue.resolve(req.model, "", None, None)
         if call is not None:
             call.model = m.name
@@ -275,12 +293,12 @@ class RouterCore:
     async def count_tokens(
         self, req: pb.CountTokensRequest, call: Call | None = None
     ) -> pb.CountTokensResponse:
-        m, _, name = self.resolve(req.model if req.HasField("model") else None, call)
-        convert.check_texts(req.inputs, "inputs", self.limits.max_inputs_per_request)
+        m, _, name = self.resolve(convert.model_choice(req), call)
+        check_texts(req.inputs, "inputs", self.limits.max_inputs_per_request)
         convert.enum_value(convert.INPUT_TYPES, req.input_type, "input_type", "InputType")
         if req.prompt and req.prompt_name:
             raise InvalidArgument("set at most one of prompt and prompt_name")
-        convert.check_name(req.prompt_name, "prompt_name")
+        check_name(req.prompt_name, "prompt_name")
         desc = await self.description(name)
         counts = await self.backends[name].count_tokens(
             list(req.inputs), convert.INPUT_TYPES[req.input_type], req.prompt or None, req.prompt_name or None

@@ -1,7 +1,8 @@
-"""Between the wire (embedpool.v1 messages) and the pool's plain types.
+"""Between the gRPC wire (embedpool.v1 messages) and the pool's plain types.
 
-Validation that needs no model lives here, so a bad request is refused in the
-router before it costs a hop. Every refusal names the field and the limit.
+What the wire can say and the pool cannot (an enum number proto3 lets through) is refused
+here; everything else is checked on the pool's own types (service/validation.py), the same
+for every front. Every refusal names the field and the limit.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from embedpool.server.service.scoring import top_k as best
 from embedpool.server.types import (
     BackendName,
     DeviceName,
+    EmbedAnswer,
     EmbedItem,
     EmbedOutput,
+    EmbedRequest,
     InputType,
+    ModelChoice,
     Precision,
     SimilarityName,
+    VectorEncoding,
 )
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.vocabulary import Vocabulary
@@ -37,15 +42,12 @@ PRECISIONS: dict[int, Precision] = _by_number(vocab.PRECISIONS)
 PRECISION_ENUM: dict[Precision, pb.Precision] = dict(vocab.PRECISIONS.numbers)
 MODES: dict[int, SimilarityName] = _by_number(vocab.SIMILARITY_MODES)
 MODE_ENUM: dict[SimilarityName, pb.SimilarityMode] = dict(vocab.SIMILARITY_MODES.numbers)
-BACKENDS: dict[int, str | None] = _by_number(vocab.BACKENDS)
+BACKENDS: dict[int, BackendName | None] = _by_number(vocab.BACKENDS)
 BACKEND_ENUM: dict[BackendName, pb.Backend] = dict(vocab.BACKENDS.numbers)
-DEVICES: dict[int, str | None] = _by_number(vocab.DEVICES)
+DEVICES: dict[int, DeviceName | None] = _by_number(vocab.DEVICES)
 DEVICE_ENUM: dict[DeviceName, pb.Device] = dict(vocab.DEVICES.numbers)
 ENCODINGS = (pb.VECTOR_ENCODING_UNSPECIFIED, pb.VECTOR_ENCODING_NUMBERS, pb.VECTOR_ENCODING_BYTES)
 TRUNCATION_DIRECTIONS = tuple(sorted(vocab.TRUNCATION_DIRECTIONS.known))
-# Model, variant and prompt names are short; a longer one is refused before any message echoes
-# it (a status message travels in a header, and gRPC clients drop headers over 8-16 KiB).
-MAX_NAME_CHARS = 256
 
 
 def enum_value(table: Mapping[int, object] | Sequence[int], value: int, field: str, enum: str) -> None:
@@ -55,43 +57,24 @@ def enum_value(table: Mapping[int, object] | Sequence[int], value: int, field: s
         raise InvalidArgument(f"{field}={value} is not a known {enum}; use one of {names}")
 
 
-def check_name(value: str, field: str) -> None:
-    if len(value) > MAX_NAME_CHARS:
-        raise InvalidArgument(f"{field} is {len(value)} characters long; names have at most {MAX_NAME_CHARS}")
-
-
-def selector(sel: pb.ModelSelector) -> tuple[str, str, str | None, str | None]:
-    check_name(sel.model, "model.model")
-    check_name(sel.variant, "model.variant")
+def selector(sel: pb.ModelSelector) -> ModelChoice:
     enum_value(BACKENDS, sel.backend, "model.backend", "Backend")
     enum_value(DEVICES, sel.device, "model.device", "Device")
-    return sel.model, sel.variant, BACKENDS[sel.backend], DEVICES[sel.device]
+    return ModelChoice(sel.model, sel.variant, BACKENDS[sel.backend], DEVICES[sel.device])
 
 
-def check_texts(texts: Sequence[str], field: str, max_inputs: int, *, allow_empty_list: bool = False) -> None:
-    if not texts and not allow_empty_list:
-        raise InvalidArgument(f"{field} is empty; send at least one text")
-    if len(texts) > max_inputs:
-        raise InvalidArgument(
-            f"{field} has {len(texts)} texts; the limit is {max_inputs} per request. "
-            "Split the batch (the Python client does this for you)."
-        )
-    for i, text in enumerate(texts):
-        if not text:
-            raise InvalidArgument(f"{field}[{i}] is an empty string; every input must have text")
+def model_choice(req: pb.EmbedRequest | pb.SimilarityRequest | pb.CountTokensRequest) -> ModelChoice:
+    return selector(req.model) if req.HasField("model") else ModelChoice()
 
 
-def embed_item(req: pb.EmbedRequest, max_inputs: int, arrived_ns: int) -> EmbedItem:
-    """Validate an EmbedRequest's options and inputs; return the work item."""
-    check_texts(req.inputs, "inputs", max_inputs)
+def embed_request(req: pb.EmbedRequest) -> EmbedRequest:
+    """An EmbedRequest in the pool's own names; refuses enum numbers it does not know
+    (the core validates the rest, as it does for every front)."""
     enum_value(INPUT_TYPES, req.input_type, "input_type", "InputType")
     enum_value(PRECISIONS, req.precision, "precision", "Precision")
     enum_value(ENCODINGS, req.encoding, "encoding", "VectorEncoding")
     enum_value(TRUNCATION_DIRECTIONS, req.truncation_direction, "truncation_direction", "TruncationDirection")
-    if req.prompt and req.prompt_name:
-        raise InvalidArgument("set at most one of prompt and prompt_name")
-    check_name(req.prompt_name, "prompt_name")
-    return EmbedItem(
+    item = EmbedItem(
         texts=list(req.inputs),
         input_type=INPUT_TYPES[req.input_type],
         prompt=req.prompt or None,
@@ -101,42 +84,39 @@ def embed_item(req: pb.EmbedRequest, max_inputs: int, arrived_ns: int) -> EmbedI
         normalize=req.normalize if req.HasField("normalize") else True,
         dimensions=req.dimensions,
         precision=PRECISIONS[req.precision],
-        arrived_ns=arrived_ns,
     )
+    encoding: VectorEncoding = "bytes" if req.encoding == pb.VECTOR_ENCODING_BYTES else "numbers"
+    return EmbedRequest(item, model_choice(req), encoding)
 
 
-def check_dimensions(requested: int, available: int, field: str = "dimensions") -> None:
-    if requested > available:
-        raise InvalidArgument(
-            f"{field}={requested} is larger than the model's {available} dimensions; "
-            f"use 0 (full) or a value up to {available}"
-        )
-
-
-def embeddings(vectors: np.ndarray, encoding: int) -> list[pb.Embedding]:
-    """One Embedding per row. Bytes are sliced from one buffer: cheaper than per-row copies."""
+def raw_rows(vectors: np.ndarray) -> list[bytes]:
+    """Each row's little-endian bytes, sliced from one buffer: cheaper than per-row copies."""
     n = vectors.shape[0]
-    if encoding == pb.VECTOR_ENCODING_BYTES:
-        little = vectors.astype(vectors.dtype.newbyteorder("<"), copy=False)
-        buf = np.ascontiguousarray(little).tobytes()
-        step = len(buf) // n if n else 0
-        return [pb.Embedding(data=buf[i * step : (i + 1) * step]) for i in range(n)]
+    little = vectors.astype(vectors.dtype.newbyteorder("<"), copy=False)
+    buf = np.ascontiguousarray(little).tobytes()
+    step = len(buf) // n if n else 0
+    return [buf[i * step : (i + 1) * step] for i in range(n)]
+
+
+def embeddings(vectors: np.ndarray, encoding: VectorEncoding) -> list[pb.Embedding]:
+    """One Embedding per row."""
+    if encoding == "bytes":
+        return [pb.Embedding(data=row) for row in raw_rows(vectors)]
     if vectors.dtype == np.float32:
         return [pb.Embedding(values=row) for row in vectors.tolist()]
     return [pb.Embedding(int_values=row) for row in vectors.astype(np.int32).tolist()]
 
 
-def embed_response(
-    out: EmbedOutput, encoding: int, model: str, variant: str, total_ns: int
-) -> pb.EmbedResponse:
+def embed_response(answer: EmbedAnswer) -> pb.EmbedResponse:
+    out = answer.output
     return pb.EmbedResponse(
-        embeddings=embeddings(out.vectors, encoding),
+        embeddings=embeddings(out.vectors, answer.encoding),
         dimensions=out.dimensions,
-        model=model,
-        variant=variant,
+        model=answer.model,
+        variant=answer.variant,
         precision=PRECISION_ENUM[_precision_of(out)],
         usage=pb.Usage(input_tokens=out.input_tokens, truncated_inputs=out.truncated),
-        timings=pb.Timings(queue_ns=out.queue_ns, inference_ns=out.inference_ns, total_ns=total_ns),
+        timings=pb.Timings(queue_ns=out.queue_ns, inference_ns=out.inference_ns, total_ns=answer.total_ns),
     )
 
 

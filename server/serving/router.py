@@ -146,7 +146,7 @@ class Router:
         return await self._proxied(
             "Embed",
             grpc_context,
-            lambda call: self.core.embed(request, None, call),
+            lambda call: grpc_server.embed(self.core, request, None, call),
             pb.EmbedResponse(),
             request,
         )
@@ -216,7 +216,9 @@ class Router:
                 yield msg
 
         try:
-            async for request_id, answer, call in self.core.embed_stream(sized(), None, PROXY_FRONT):
+            async for request_id, answer, call in self.core.embed_stream(
+                grpc_server.stream_requests(sized()), None, PROXY_FRONT
+            ):
                 response, code = grpc_server.stream_response(request_id, answer)
                 self._count(call, code)
                 yield response

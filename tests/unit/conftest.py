@@ -88,7 +88,7 @@ class Pool:
     @property
     def embed_batch_sizes(self) -> list[int]:
         """Inputs per Embed request, in arrival order."""
-        return [len(request.inputs) for request in self.calls_of("Embed")]
+        return [len(request.item.texts) for request in self.calls_of("Embed")]
 
     @property
     def metadata(self) -> list[dict[str, str]]:

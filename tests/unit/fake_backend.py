@@ -35,7 +35,15 @@ from embedpool.server.fronts import grpc_server as grpc_front
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.outcome import CountFn, no_count
 from embedpool.server.service.core import Call, RouterCore
-from embedpool.server.types import EmbedItem, EmbedOutput, InputType, Precision, VariantDescription
+from embedpool.server.types import (
+    EmbedAnswer,
+    EmbedItem,
+    EmbedOutput,
+    EmbedRequest,
+    InputType,
+    Precision,
+    VariantDescription,
+)
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.net import free_port
@@ -245,19 +253,20 @@ def catalogue(
 
 class RecordingCore(RouterCore):
     """The real RouterCore; it also keeps each request a front handed it, in arrival order
-    (``calls``: (method, request); an EmbedStream's requests count as Embed calls)."""
+    (``calls``: (method, request); an Embed is the pool's own EmbedRequest, as every front
+    hands it over, and an EmbedStream's requests count as Embed calls)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.calls: list[tuple[str, Message]] = []
+        self.calls: list[tuple[str, Message | EmbedRequest]] = []
 
     def calls_of(self, method: str) -> list[Any]:
         """The requests of one method (EmbedRequest for "Embed", ...), in arrival order."""
         return [request for name, request in self.calls if name == method]
 
     async def embed(
-        self, req: pb.EmbedRequest, deadline: float | None = None, call: Call | None = None
-    ) -> pb.EmbedResponse:
+        self, req: EmbedRequest, deadline: float | None = None, call: Call | None = None
+    ) -> EmbedAnswer:
         self.calls.append(("Embed", req))
         return await super().embed(req, deadline, call)
 

@@ -20,7 +20,6 @@ from embedpool.bench import load as bench_load
 from embedpool.bench import report as bench_report
 from embedpool.cli import main
 from embedpool.server.errors import Overloaded
-from embedpool.v1 import embedding_service_pb2 as pb
 from tests.unit.conftest import Pool
 from tests.unit.fake_backend import DIMS
 
@@ -50,7 +49,7 @@ def test_json_counts(target: str, pool: Pool, capsys: Capsys) -> None:
     # Warmup sends at most --requests more; every call carries one text, raw bytes, truncation on.
     embeds = pool.calls_of("Embed")
     assert 20 <= len(embeds) <= 40 and set(pool.embed_batch_sizes) == {1}
-    assert all(r.encoding == pb.VECTOR_ENCODING_BYTES and r.truncate for r in embeds)
+    assert all(r.encoding == "bytes" and r.item.truncate for r in embeds)
 
 
 def test_sweep_json_and_plot(target: str, pool: Pool, capsys: Capsys, tmp_path: Path) -> None:

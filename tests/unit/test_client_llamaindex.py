@@ -39,8 +39,8 @@ def test_query_and_text_embedding(client: EmbeddingClient, pool: Pool) -> None:
     # One input needs no limits lookup: exactly one Embed each, with the input type set.
     assert [method for method, _ in pool.calls] == ["Embed", "Embed"]
     first, second = pool.calls_of("Embed")
-    assert first.input_type == pb.INPUT_TYPE_QUERY and second.input_type == pb.INPUT_TYPE_DOCUMENT
-    assert first.encoding == pb.VECTOR_ENCODING_BYTES and first.truncate and first.normalize
+    assert first.item.input_type == "query" and second.item.input_type == "document"
+    assert first.encoding == "bytes" and first.item.truncate and first.item.normalize
 
 
 def test_batch_is_split_concurrently_and_keeps_order(target: str, pool: Pool) -> None:
@@ -90,7 +90,7 @@ def test_no_server_limit_means_embed_batch_size(
     with EmbeddingClient(target=target, embed_batch_size=20) as client:
         got = client.get_text_embedding_batch(texts(25))
     assert_vectors(got, expected(texts(25)))
-    assert sorted(len(request.inputs) for request in core.calls_of("Embed")) == [5, 20]
+    assert sorted(len(request.item.texts) for request in core.calls_of("Embed")) == [5, 20]
 
 
 def test_empty_batch_makes_no_call(client: EmbeddingClient, pool: Pool) -> None:
@@ -121,7 +121,7 @@ def test_instructions_become_prompts(target: str, pool: Pool) -> None:
         text = client.get_text_embedding("hello")
     assert_vectors([query], expected(["hello"], prompt="Q: "))
     assert_vectors([text], expected(["hello"], prompt="D: "))
-    assert [request.prompt for request in pool.calls_of("Embed")] == ["Q: ", "D: "]
+    assert [request.item.prompt for request in pool.calls_of("Embed")] == ["Q: ", "D: "]
     assert len(pool.calls) == 2
 
 

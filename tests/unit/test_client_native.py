@@ -11,6 +11,7 @@ from embedpool import AsyncEmbeddingClient, EmbeddingClient, EmbedResult, Simila
 from embedpool.server.fronts import grpc_server as grpc_front
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.outcome import no_count
+from embedpool.server.types import EmbedRequest
 from embedpool.v1 import embedding_service_pb2 as pb
 from tests.unit.conftest import Pool, Serve
 from tests.unit.fake_backend import (
@@ -59,10 +60,10 @@ def test_embed_options_reach_the_request(client: EmbeddingClient, pool: Pool) ->
     )
     ((method, req),) = pool.calls
     assert method == "Embed"
-    assert isinstance(req, pb.EmbedRequest)
-    assert req.prompt_name == "title" and req.prompt == ""
-    assert req.HasField("normalize") and not req.normalize and not req.truncate
-    assert req.truncation_direction == pb.TRUNCATION_DIRECTION_LEFT and req.dimensions == 8
+    assert isinstance(req, EmbedRequest)  # as the gRPC front converted it for the core
+    assert req.item.prompt_name == "title" and req.item.prompt is None
+    assert not req.item.normalize and not req.item.truncate
+    assert req.item.truncate_left and req.item.dimensions == 8
     (item,) = pool.backend.items  # and the model was asked for just that
     assert (item.prompt_name, item.normalize, item.truncate, item.truncate_left, item.dimensions) == (
         "title",
@@ -126,7 +127,7 @@ def test_numbers_encoding_fallback(serve: Serve, precision: Any) -> None:
     with EmbeddingClient(target=target, timeout=10) as client:
         result = client.embed(DOCS, precision=precision)
     want = expected(DOCS, precision=precision)
-    assert core.calls_of("Embed")[0].encoding == pb.VECTOR_ENCODING_NUMBERS
+    assert core.calls_of("Embed")[0].encoding == "numbers"
     assert result.embeddings.dtype == want.dtype
     np.testing.assert_allclose(result.embeddings, want, rtol=1e-6)
 
@@ -189,9 +190,13 @@ def test_model_selector_is_sent(target: str, pool: Pool) -> None:
     ) as client:
         client.get_text_embedding("x")
         assert client.embed(["x"]).variant == "onnx-cpu"  # and the pool served that variant
-    selector = pool.calls_of("Embed")[0].model
-    assert (selector.model, selector.variant) == ("fake", "onnx-cpu")
-    assert (selector.backend, selector.device) == (pb.BACKEND_ONNX, pb.DEVICE_CPU)
+    choice = pool.calls_of("Embed")[0].choice
+    assert (choice.model, choice.variant, choice.backend, choice.device) == (
+        "fake",
+        "onnx-cpu",
+        "onnx",
+        "cpu",
+    )
 
 
 def test_bad_constructor_arguments() -> None:

@@ -13,7 +13,6 @@ from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
 from llama_index.embeddings.embedpool import EmbedpoolEmbedding
 
-from embedpool.v1 import embedding_service_pb2 as pb
 from tests.unit.conftest import Pool
 from tests.unit.fake_backend import DIMS, expected
 
@@ -42,7 +41,7 @@ def test_query_and_text_embeddings_carry_their_input_type(pool: Pool) -> None:
     d = embed.get_text_embedding("a pool serves models")
     np.testing.assert_allclose(q, expected(["what is a pool?"], input_type="query")[0], rtol=1e-6)
     np.testing.assert_allclose(d, expected(["a pool serves models"])[0], rtol=1e-6)
-    assert [r.input_type for r in pool.calls_of("Embed")] == [pb.INPUT_TYPE_QUERY, pb.INPUT_TYPE_DOCUMENT]
+    assert [r.item.input_type for r in pool.calls_of("Embed")] == ["query", "document"]
 
 
 def test_a_batch_is_one_embed_rpc_per_chunk_and_the_events_stay(pool: Pool) -> None:
@@ -62,7 +61,7 @@ def test_the_aggregate_of_queries_is_batched_too(pool: Pool) -> None:
     np.testing.assert_allclose(agg, expected(queries, input_type="query").mean(axis=0), rtol=1e-5, atol=1e-6)
     # LlamaIndex's own version: 10 Embed RPCs of one query each.
     assert pool.embed_batch_sizes == [4, 4, 2]
-    assert all(r.input_type == pb.INPUT_TYPE_QUERY for r in pool.calls_of("Embed"))
+    assert all(r.item.input_type == "query" for r in pool.calls_of("Embed"))
     assert len(debug.get_event_pairs(CBEventType.EMBEDDING)) == 3
     assert embed.get_agg_embedding_from_queries(queries, agg_fn=lambda e: e[0]) == pytest.approx(
         expected(["query 0"], input_type="query")[0].tolist(), rel=1e-6
@@ -101,14 +100,20 @@ def test_options_reach_the_pool(pool: Pool) -> None:
     )
     embed.get_query_embedding("q")
     (req,) = pool.calls_of("Embed")
-    assert (req.model.model, req.model.variant, req.dimensions, req.normalize, req.truncate) == (
+    assert (
+        req.choice.model,
+        req.choice.variant,
+        req.item.dimensions,
+        req.item.normalize,
+        req.item.truncate,
+    ) == (
         "fake",
         "onnx-cpu",
         8,
         False,
         False,
     )
-    assert req.prompt == "find: "
+    assert req.item.prompt == "find: "
 
 
 def test_it_serializes_without_the_token_or_the_channel_and_is_rebuilt(pool: Pool) -> None:

@@ -24,6 +24,7 @@ from embedpool._request import EmbedSpec, parse_embeddings, split
 from embedpool.server.errors import InvalidArgument
 from embedpool.server.service import messages as convert
 from embedpool.server.service.scoring import score_matrix, top_k
+from embedpool.server.service.validation import MAX_NAME_CHARS, check_choice, check_embed
 from embedpool.similarity import similarity
 from embedpool.v1 import embedding_service_pb2 as pb
 
@@ -241,8 +242,10 @@ def embed_item_is_valid(req: pb.EmbedRequest, max_inputs: int) -> bool:
         and req.precision in convert.PRECISIONS
         and req.encoding in convert.ENCODINGS
         and req.truncation_direction in convert.TRUNCATION_DIRECTIONS
+        and req.model.backend in convert.BACKENDS
+        and req.model.device in convert.DEVICES
         and not (req.prompt and req.prompt_name)
-        and len(req.prompt_name) <= convert.MAX_NAME_CHARS
+        and len(req.prompt_name) <= MAX_NAME_CHARS
     )
 
 
@@ -251,7 +254,10 @@ def embed_item_is_valid(req: pb.EmbedRequest, max_inputs: int) -> bool:
 def test_embed_item_accepts_exactly_the_valid_requests(req: pb.EmbedRequest, max_inputs: int) -> None:
     valid = embed_item_is_valid(req, max_inputs)
     try:
-        item = convert.embed_item(req, max_inputs, arrived_ns=7)
+        # The front's conversion, then the checks every front's requests pass.
+        request = convert.embed_request(req)
+        check_embed(request.item, max_inputs)
+        item = request.item
     except InvalidArgument as exc:
         assert not valid, exc.message
         assert exc.message and len(exc.message) <= 512
@@ -261,7 +267,8 @@ def test_embed_item_accepts_exactly_the_valid_requests(req: pb.EmbedRequest, max
     assert item.input_type == convert.INPUT_TYPES[req.input_type]
     assert item.precision == convert.PRECISIONS[req.precision]
     assert item.normalize == (req.normalize if req.HasField("normalize") else True)
-    assert item.dimensions == req.dimensions and item.truncate == req.truncate and item.arrived_ns == 7
+    assert item.dimensions == req.dimensions and item.truncate == req.truncate
+    assert request.encoding == ("bytes" if req.encoding == pb.VECTOR_ENCODING_BYTES else "numbers")
     assert item.truncate_left == (req.truncation_direction == pb.TRUNCATION_DIRECTION_LEFT)
 
 
@@ -272,16 +279,17 @@ def test_selector_accepts_known_enums_and_short_names_only(req: pb.EmbedRequest)
     valid = (
         sel.backend in convert.BACKENDS
         and sel.device in convert.DEVICES
-        and len(sel.model) <= convert.MAX_NAME_CHARS
-        and len(sel.variant) <= convert.MAX_NAME_CHARS
+        and len(sel.model) <= MAX_NAME_CHARS
+        and len(sel.variant) <= MAX_NAME_CHARS
     )
     try:
-        model, variant, backend, device = convert.selector(sel)
+        choice = convert.selector(sel)
+        check_choice(choice)
     except InvalidArgument as exc:
         assert not valid and len(exc.message) <= 512
         return
-    assert valid and (model, variant) == (sel.model, sel.variant)
-    assert (backend, device) == (convert.BACKENDS[sel.backend], convert.DEVICES[sel.device])
+    assert valid and (choice.model, choice.variant) == (sel.model, sel.variant)
+    assert (choice.backend, choice.device) == (convert.BACKENDS[sel.backend], convert.DEVICES[sel.device])
 
 
 @st.composite

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from embedpool.server.errors import InvalidArgument
+from embedpool.server.fronts import grpc_server as grpc_front
+from embedpool.server.types import EmbedAnswer
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.unit.fake_backend import FakeBackend, serving, vector
@@ -89,7 +91,7 @@ def stream_of(n: int, pulled: list[int]) -> AsyncIterator[pb.EmbedStreamRequest]
 async def test_a_stream_that_is_not_read_stops_being_read() -> None:
     async with serving(max_queued=16) as (_, core, _):
         pulled: list[int] = []
-        responses = core.embed_stream(stream_of(1000, pulled))
+        responses = core.embed_stream(grpc_front.stream_requests(stream_of(1000, pulled)))
         first = await responses.__anext__()
         await asyncio.sleep(0.3)  # the reader has all the time it wants; the client reads nothing
         # Before: all 1000 requests were read and answered into an unbounded buffer.
@@ -98,8 +100,8 @@ async def test_a_stream_that_is_not_read_stops_being_read() -> None:
     answers = {request_id: answer for request_id, answer, _ in [first, *rest]}
     assert sorted(answers, key=int) == [str(i) for i in range(1000)]
     for rid, r in answers.items():  # every answer is its own request's
-        assert isinstance(r, pb.EmbedResponse)
-        assert np.array_equal(np.array(r.embeddings[0].values, np.float32), vector(f"text {rid}"))
+        assert isinstance(r, EmbedAnswer)
+        assert np.array_equal(r.output.vectors[0], vector(f"text {rid}"))
 
 
 async def test_every_stream_request_is_answered_even_when_the_backend_fails_unexpectedly() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from embedpool.server.config.catalogue import Catalogue
 from embedpool.server.service.core import RouterCore
+from embedpool.server.types import EmbedItem, EmbedRequest, ModelChoice
 from embedpool.v1 import embedding_service_pb2 as pb
 
 from .fake_backend import FakeBackend
@@ -58,5 +59,5 @@ async def test_health_and_model_listing_do_not_wake_a_scale_to_zero_variant() ->
     assert (cpu.pings, cpu.describes) == (1, 1)
     assert (gpu.pings, gpu.describes) == (0, 0)
     # A request that names it does wake it.
-    await router.embed(pb.EmbedRequest(model=pb.ModelSelector(variant="gpu"), inputs=["x"]))
+    await router.embed(EmbedRequest(EmbedItem(["x"]), ModelChoice(variant="gpu")))
     assert gpu.describes == 1 and gpu.seen == ["x"]
