@@ -15,7 +15,9 @@
 # BENCH_SWEEP (1,2,4,8,16,32), BENCH_SWEEP_DURATION (10), BENCH_LENGTH (8:48 words),
 # BENCH_MODEL (default: the pool's default model; the ceiling always loads the bundled
 # all-MiniLM-L6-v2), BENCH_OUT (bench-out), EMBEDPOOL_METRICS_URL (Ray's metrics export
-# host:port, for the pool's own batch sizes; optional), EMBEDPOOL_TOKEN.
+# host:port, for the pool's own batch sizes; optional), EMBEDPOOL_TOKEN, BENCH_PROTOCOL (grpc,
+# http or grpc,http: the loads over the OpenAI-compatible HTTP front too, beside gRPC in the same
+# run; default grpc), EMBEDPOOL_HTTP_URL (default http://<target host>:8080).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${EMBEDPOOL_TARGET:?set EMBEDPOOL_TARGET to the host:port of a running pool}"
@@ -34,6 +36,8 @@ fi
 EXTRA=(--length "$LENGTH" --warmup "$WARMUP" --ceiling --json)
 [ -n "${BENCH_MODEL:-}" ] && EXTRA+=(--model "$BENCH_MODEL")
 [ -n "${EMBEDPOOL_METRICS_URL:-}" ] && EXTRA+=(--metrics-url "$EMBEDPOOL_METRICS_URL")
+EXTRA+=(--protocol "${BENCH_PROTOCOL:-grpc}")
+[ -n "${EMBEDPOOL_HTTP_URL:-}" ] && EXTRA+=(--http-url "$EMBEDPOOL_HTTP_URL")
 
 mkdir -p "$OUT"
 STATUS=0

@@ -59,6 +59,12 @@ class DeadlineExceeded(EmbedpoolError):
     status = "DEADLINE_EXCEEDED"
 
 
+class Cancelled(EmbedpoolError):
+    """The caller went away before its answer (an HTTP client that closed its connection)."""
+
+    status = "CANCELLED"
+
+
 class Unauthenticated(EmbedpoolError):
     status = "UNAUTHENTICATED"
 

@@ -64,6 +64,20 @@ def _concurrency(text: str) -> list[int]:
     return values
 
 
+def _protocols(text: str) -> list[str]:
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    if not names or any(p not in ("grpc", "http") for p in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"expected grpc, http or grpc,http, not {text!r}")
+    return names
+
+
+def _http_url(args: argparse.Namespace) -> str:
+    if args.http_url:
+        return str(args.http_url).rstrip("/")
+    host = str(args.target).rsplit(":", 1)[0] if ":" in str(args.target) else str(args.target)
+    return f"http://{host}:8080"
+
+
 def _length(text: str) -> tuple[int, int]:
     low, sep, high = text.partition(":")
     lo = _positive_int(low)
@@ -116,6 +130,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--seed", type=int, default=0, help="seed of the generated texts (default 0)")
     load.add_argument("--model", default="", help="model name (default: the pool's default)")
     load.add_argument("--variant", default="", help="variant name (default: the model's default)")
+    load.add_argument(
+        "--protocol",
+        type=_protocols,
+        default=["grpc"],
+        metavar="P[,P]",
+        help="grpc, http (the OpenAI-compatible front) or grpc,http: both in the same run, one after the "
+        "other at each concurrency, with HTTP's added p50 and throughput ratio (default grpc)",
+    )
+    load.add_argument(
+        "--http-url",
+        default="",
+        metavar="URL",
+        help="the pool's HTTP front (default: http://<target host>:8080)",
+    )
     load.add_argument(
         "--callers-per-channel",
         type=int,
@@ -281,33 +309,59 @@ async def _served(args: argparse.Namespace, ceilings: dict[int, dict[str, Any]])
             f"served: {concurrency} caller(s) on {channels} channel(s), {args.texts_per_call} text(s)/call, "
             f"{duration if duration is not None else '-'}s / {requests or '-'} calls"
         )
-        before = _scrape(args) if args.metrics_url else None
-        sample = await bench_load.run_served(settings)
-        after = _scrape(args) if args.metrics_url else None
-        record = {
-            "target": args.target,
-            "concurrency": concurrency,
-            **_common_settings(args),
-            "model": args.model,
-            "variant": args.variant,
-            "callers_per_channel": args.callers_per_channel,
-            "channels": channels,
-            "timeout_s": args.timeout,
-        }
-        result = bench_report.summarize(sample, "served", record)
-        if args.metrics_url:
-            if isinstance(before, str) or isinstance(after, str):
-                result["pool_metrics"] = {"error": before if isinstance(before, str) else after}
-            else:
-                result["pool_metrics"] = bench_report.pool_metrics(
-                    before or [], after or [], model=args.model, variant=args.variant
-                )
-        if ceilings:
-            ceiling = _ceiling_for(args, ceilings, concurrency)
-            result["ceiling"] = ceiling
-            result["ratio"] = bench_report.ratios(result, ceiling)
-        results.append(result)
+        by_protocol: dict[str, dict[str, Any]] = {}
+        for protocol in args.protocol:
+            if len(args.protocol) > 1:
+                _say(f"  over {protocol}")
+            by_protocol[protocol] = await _served_run(
+                args, settings, protocol, concurrency, channels, ceilings
+            )
+            results.append(by_protocol[protocol])
+        if len(by_protocol) == 2:  # in either order: alternate it between runs to even out drift
+            by_protocol["http"]["vs_grpc"] = bench_report.versus_grpc(
+                by_protocol["http"], by_protocol["grpc"]
+            )
     return results
+
+
+async def _served_run(
+    args: argparse.Namespace,
+    settings: LoadSettings,
+    protocol: str,
+    concurrency: int,
+    channels: int,
+    ceilings: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    before = _scrape(args) if args.metrics_url else None
+    if protocol == "http":
+        sample = await bench_load.run_served_http(settings, _http_url(args))
+    else:
+        sample = await bench_load.run_served(settings)
+    after = _scrape(args) if args.metrics_url else None
+    record = {
+        "target": _http_url(args) if protocol == "http" else args.target,
+        "protocol": protocol,
+        "concurrency": concurrency,
+        **_common_settings(args),
+        "model": args.model,
+        "variant": args.variant,
+        "callers_per_channel": args.callers_per_channel,
+        "channels": channels,
+        "timeout_s": args.timeout,
+    }
+    result = bench_report.summarize(sample, "served", record)
+    if args.metrics_url:
+        if isinstance(before, str) or isinstance(after, str):
+            result["pool_metrics"] = {"error": before if isinstance(before, str) else after}
+        else:
+            result["pool_metrics"] = bench_report.pool_metrics(
+                before or [], after or [], model=args.model, variant=args.variant
+            )
+    if ceilings:
+        ceiling = _ceiling_for(args, ceilings, concurrency)
+        result["ceiling"] = ceiling
+        result["ratio"] = bench_report.ratios(result, ceiling)
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -324,7 +378,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     if args.json:
-        sweep = len(args.concurrency) > 1
+        sweep = len(results) > 1
         print(json.dumps(results if sweep else results[0], indent=2))
     else:
         print(bench_report.format_report(results))

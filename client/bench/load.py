@@ -1,7 +1,8 @@
-"""The load behind `embedpool bench`: generated texts, closed-loop gRPC callers, the in-process ceiling.
+"""The load behind `embedpool bench`: generated texts, closed-loop callers, the in-process ceiling.
 
-Served runs use grpc.aio and the raw generated stub (no client library on the hot path):
-each caller sends its next Embed call as soon as the previous one returns. Requests are
+Served runs use grpc.aio and the raw generated stub (no client library on the hot path), or
+httpx against the OpenAI-compatible HTTP front (`--protocol http`): each caller sends its next
+call as soon as the previous one returns. Requests are
 built before the clock starts, so the callers only send, wait and record.
 
 The in-process ceiling loads the same model with sentence-transformers in this process
@@ -15,7 +16,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,57 +130,64 @@ def _channels(settings: LoadSettings) -> list[grpc.aio.Channel]:
     return [grpc.aio.secure_channel(settings.target, creds, options=options) for _ in range(count)]
 
 
-async def _phase(
-    stubs: Sequence[pb_grpc.EmbeddingServiceAsyncStub],
-    requests: Sequence[pb.EmbedRequest],
-    *,
-    concurrency: int,
-    metadata: tuple[tuple[str, str], ...],
-    timeout_s: float,
-    duration_s: float | None,
-    limit: int | None,
-    sample: Sample,
+# One call of a closed-loop caller: (caller index, position in the ring of requests).
+CallFn = Callable[[int, int], Awaitable[None]]
+
+
+async def _closed_loop(
+    call: CallFn, *, concurrency: int, ring: int, duration_s: float | None, limit: int | None
 ) -> float:
     """Closed-loop callers until ``duration_s`` has passed or ``limit`` calls were sent;
     returns the seconds from the first call to the last answer."""
     start = time.perf_counter()
     deadline = start + duration_s if duration_s is not None else math.inf
     tickets = [limit if limit is not None else -1]
-    ring = len(requests)
 
     async def caller(index: int) -> None:
-        embed = stubs[index % len(stubs)].Embed
         position = index * ring // concurrency  # callers start at different texts
         while time.perf_counter() < deadline:
             if limit is not None:
                 if tickets[0] <= 0:
                     return
                 tickets[0] -= 1
-            request = requests[position % ring]
+            await call(index, position % ring)
             position += 1
-            sent = time.perf_counter()
-            try:
-                response = await embed(request, timeout=timeout_s, metadata=metadata)
-            except grpc.aio.AioRpcError as err:
-                sample.record(
-                    time.perf_counter() - sent, len(request.inputs), err.code().name, err.details() or ""
-                )
-                continue
-            latency = time.perf_counter() - sent
-            if len(response.embeddings) != len(request.inputs):
-                sample.record(latency, len(request.inputs), "INCOMPLETE_RESPONSE", "wrong number of vectors")
-                continue
-            sample.record(latency, len(request.inputs), "OK")
-            timings = response.timings
-            sample.server_queue_ns += timings.queue_ns
-            sample.server_inference_ns += timings.inference_ns
-            sample.server_total_ns += timings.total_ns
-            if not sample.model:
-                sample.model, sample.variant = response.model, response.variant
-                sample.dimensions = response.dimensions
 
     await asyncio.gather(*(caller(i) for i in range(concurrency)))
     return time.perf_counter() - start
+
+
+def _grpc_call(
+    stubs: Sequence[pb_grpc.EmbeddingServiceAsyncStub],
+    requests: Sequence[pb.EmbedRequest],
+    metadata: tuple[tuple[str, str], ...],
+    timeout_s: float,
+    sample: Sample,
+) -> CallFn:
+    async def call(index: int, position: int) -> None:
+        request = requests[position]
+        sent = time.perf_counter()
+        try:
+            response = await stubs[index % len(stubs)].Embed(request, timeout=timeout_s, metadata=metadata)
+        except grpc.aio.AioRpcError as err:
+            sample.record(
+                time.perf_counter() - sent, len(request.inputs), err.code().name, err.details() or ""
+            )
+            return
+        latency = time.perf_counter() - sent
+        if len(response.embeddings) != len(request.inputs):
+            sample.record(latency, len(request.inputs), "INCOMPLETE_RESPONSE", "wrong number of vectors")
+            return
+        sample.record(latency, len(request.inputs), "OK")
+        timings = response.timings
+        sample.server_queue_ns += timings.queue_ns
+        sample.server_inference_ns += timings.inference_ns
+        sample.server_total_ns += timings.total_ns
+        if not sample.model:
+            sample.model, sample.variant = response.model, response.variant
+            sample.dimensions = response.dimensions
+
+    return call
 
 
 async def run_served(settings: LoadSettings) -> Sample:
@@ -201,29 +209,77 @@ async def run_served(settings: LoadSettings) -> Sample:
                 f"cannot connect to {settings.target} within {settings.timeout_s:g}s (is the pool running?)"
             ) from None
         stubs = [pb_grpc.EmbeddingServiceStub(ch) for ch in channels]
-        common: dict[str, Any] = {
-            "concurrency": settings.concurrency,
-            "metadata": metadata,
-            "timeout_s": settings.timeout_s,
-        }
-        if settings.warmup_s > 0:
-            await _phase(
-                stubs,
-                requests,
-                duration_s=settings.warmup_s,
-                limit=settings.requests,
-                sample=Sample(),
-                **common,
-            )
-        sample = Sample()
-        cpu = time.process_time()
-        sample.elapsed_s = await _phase(
-            stubs, requests, duration_s=settings.duration_s, limit=settings.requests, sample=sample, **common
+        return await _measure(
+            settings,
+            lambda sample: _grpc_call(stubs, requests, metadata, settings.timeout_s, sample),
+            len(requests),
         )
-        sample.client_cpu_s = time.process_time() - cpu
-        return sample
     finally:
         await asyncio.gather(*(ch.close(grace=None) for ch in channels), return_exceptions=True)
+
+
+async def _measure(settings: LoadSettings, make_call: Callable[[Sample], CallFn], ring: int) -> Sample:
+    """Warm up (unrecorded), then the measured run, over calls made by ``make_call``."""
+    bounds: dict[str, Any] = {"concurrency": settings.concurrency, "ring": ring, "limit": settings.requests}
+    if settings.warmup_s > 0:
+        await _closed_loop(make_call(Sample()), duration_s=settings.warmup_s, **bounds)
+    sample = Sample()
+    cpu = time.process_time()
+    sample.elapsed_s = await _closed_loop(make_call(sample), duration_s=settings.duration_s, **bounds)
+    sample.client_cpu_s = time.process_time() - cpu
+    return sample
+
+
+async def run_served_http(settings: LoadSettings, url: str) -> Sample:
+    """One served run over the pool's OpenAI-compatible HTTP front (``url``: http://host:port),
+    with base64 vectors (the OpenAI SDKs' default) and keep-alive connections, one per caller."""
+    import base64
+
+    import httpx
+
+    model = f"{settings.model}/{settings.variant}" if settings.variant else settings.model
+    bodies: list[dict[str, Any]] = [
+        {"model": model, "input": batch, "encoding_format": "base64", "truncate": True}
+        for batch in settings.batches
+    ]
+    headers = {k: v for k, v in settings.options.call_metadata(own_channel=True)}
+    limits = httpx.Limits(
+        max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency
+    )
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, limits=limits, timeout=settings.timeout_s
+    ) as http:
+        try:
+            await http.get("/health")
+        except httpx.HTTPError as err:
+            raise BenchError(f"cannot reach {url} ({err}); is the pool's HTTP front on?") from None
+
+        def make_call(sample: Sample) -> CallFn:
+            async def call(index: int, position: int) -> None:
+                body = bodies[position]
+                n = len(body["input"])
+                sent = time.perf_counter()
+                try:
+                    r = await http.post("/v1/embeddings", json=body)
+                except httpx.HTTPError as err:
+                    sample.record(time.perf_counter() - sent, n, type(err).__name__, str(err))
+                    return
+                latency = time.perf_counter() - sent
+                if r.status_code != 200:
+                    sample.record(latency, n, f"HTTP_{r.status_code}", r.text[:200])
+                    return
+                data = r.json()
+                if len(data["data"]) != n:
+                    sample.record(latency, n, "INCOMPLETE_RESPONSE", "wrong number of vectors")
+                    return
+                sample.record(latency, n, "OK")
+                if not sample.model:
+                    sample.model = data["model"]
+                    sample.dimensions = len(base64.b64decode(data["data"][0]["embedding"])) // 4
+
+            return call
+
+        return await _measure(settings, make_call, len(bodies))
 
 
 # -- in process --------------------------------------------------------------------------------

@@ -98,6 +98,23 @@ def _measurement(result: Result) -> tuple[Any, ...]:
     return (result["settings"].get("batch_size"), result["calls"], result["elapsed_s"])
 
 
+def _run_name(r: Result) -> str:
+    if r["mode"] != "served":
+        return "ceiling"
+    protocol = r["settings"].get("protocol", "grpc")
+    return "served" if protocol == "grpc" else f"served/{protocol}"
+
+
+def versus_grpc(http: Result, grpc: Result) -> dict[str, float | None]:
+    """The HTTP front against gRPC in the same run: added p50 latency, throughput ratio."""
+    p50_http, p50_grpc = http["latency_ms"]["p50"], grpc["latency_ms"]["p50"]
+    tps_http, tps_grpc = http["throughput"]["texts_per_s"], grpc["throughput"]["texts_per_s"]
+    return {
+        "p50_added_ms": _r(p50_http - p50_grpc) if p50_http is not None and p50_grpc is not None else None,
+        "throughput_ratio": _r(tps_http / tps_grpc) if tps_grpc else None,
+    }
+
+
 def format_report(results: Sequence[Result]) -> str:
     """The human-readable report: a settings line, one table row per run (ceilings first), then
     errors and the pool's own metrics."""
@@ -139,7 +156,7 @@ def format_report(results: Sequence[Result]) -> str:
         ratio = r.get("ratio") or {}
         rows.append(
             (
-                "served" if r["mode"] == "served" else "ceiling",
+                _run_name(r),
                 str(s["concurrency"]),
                 str(s.get("batch_size", s["texts_per_call"])),
                 str(r["calls"]),
@@ -163,6 +180,14 @@ def format_report(results: Sequence[Result]) -> str:
         for code, count in r["errors"].items():
             message = r["error_messages"].get(code) or ""
             lines.append(f"{where}: {count} x {code}" + (f" ({message})" if message else ""))
+    for r in runs:
+        vs = r.get("vs_grpc")
+        if vs:
+            added, ratio = _fmt(vs["p50_added_ms"], "+.2f"), _fmt(vs["throughput_ratio"], ".2f")
+            lines.append(
+                f"concurrency {r['settings']['concurrency']}: http vs grpc: "
+                f"p50 {added} ms, throughput {ratio}x"
+            )
     batch1 = next((c["batch1_p50_ms"] for c in ceilings.values() if c.get("batch1_p50_ms")), None)
     if batch1 is not None:
         lines.append(f"ceiling: one-text encode() p50 {batch1:.2f} ms")

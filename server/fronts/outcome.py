@@ -61,6 +61,22 @@ class Failure:
         return "invalid_request_error" if self.too_large else _HTTP.get(self.code, (500, "server_error"))[1]
 
     @property
+    def http_headers(self) -> dict[str, str]:
+        """What an HTTP answer carries beside the envelope: the retry hint (Retry-After in
+        whole seconds, and the milliseconds the OpenAI SDKs read first), the auth scheme."""
+        if self.retry_after_ms is not None:
+            seconds = max(1, -(-self.retry_after_ms // 1000))
+            return {"retry-after": str(seconds), "retry-after-ms": str(self.retry_after_ms)}
+        if self.code == grpc.StatusCode.UNAUTHENTICATED:
+            return {"www-authenticate": "Bearer"}
+        return {}
+
+    def openai_error(self, param: str | None = None) -> dict[str, dict[str, str | None]]:
+        """OpenAI's error envelope. `code` is the pool's status name in lower case."""
+        code = "request_too_large" if self.too_large else self.code.name.lower()
+        return {"error": {"message": self.message, "type": self.error_type, "param": param, "code": code}}
+
+    @property
     def code_number(self) -> int:
         """The numeric code, as carried by EmbedStream's per-request ErrorStatus."""
         number: int = self.code.value[0]

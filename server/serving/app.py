@@ -2,7 +2,7 @@
 
 `build_app(args)` is the import path for `serve run` and Serve config files:
   import_path: embedpool.server.serving.app:build_app
-  args: {config: /path/catalogue.yaml, grpc_port: 50051}
+  args: {config: /path/catalogue.yaml, grpc_port: 50051, http_port: 8080}
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from embedpool.server.serving.router import Router
 
 APP_NAME = "embedpool"
 DEFAULT_GRPC_PORT = 50051
+# The OpenAI-compatible HTTP front (fronts/http_server.py); 8080, not Ray Serve's HTTP proxy's 8000.
+DEFAULT_HTTP_PORT = 8080
 # Ray's gRPC proxy needs these importable to route the pool's RPCs to the Router.
 GRPC_SERVICER_FUNCTIONS = [
     "embedpool.v1.embedding_service_pb2_grpc.add_EmbeddingServiceServicer_to_server",
@@ -76,7 +78,10 @@ def replica_options(variant: VariantConfig, max_queued_requests: int, direct: bo
 
 
 def build(
-    catalogue: Catalogue, grpc_port: int | None = DEFAULT_GRPC_PORT, grpc_host: str = "0.0.0.0"
+    catalogue: Catalogue,
+    grpc_port: int | None = DEFAULT_GRPC_PORT,
+    grpc_host: str = "0.0.0.0",
+    http_port: int | None = DEFAULT_HTTP_PORT,
 ) -> Application:
     handles: dict[str, Application] = {}
     cache_dir = str(catalogue.resolved_cache_dir())
@@ -100,7 +105,9 @@ def build(
             ray_actor_options={"num_cpus": router.num_cpus},
             graceful_shutdown_timeout_s=20,
         )
-        .bind(catalogue.model_dump(mode="json"), handles, grpc_port, grpc_host, router.max_in_flight)
+        .bind(
+            catalogue.model_dump(mode="json"), handles, grpc_port, grpc_host, router.max_in_flight, http_port
+        )
     )
 
 
@@ -109,11 +116,13 @@ def build_app(args: dict[str, Any]) -> Application:
 
     args: config (catalogue file; default: the bundled model), catalogue (the
     same as an inline mapping), grpc_port (the pool's own port; 0 disables it
-    and leaves only Ray's gRPC proxy), grpc_host.
+    and leaves only Ray's gRPC proxy), grpc_host (also the HTTP front's address),
+    http_port (the OpenAI-compatible HTTP front; 0 disables it).
     """
     if args.get("catalogue"):
         catalogue = Catalogue.model_validate(args["catalogue"])
     else:
         catalogue = load_catalogue(args.get("config"))
     port = int(args.get("grpc_port", DEFAULT_GRPC_PORT))
-    return build(catalogue, port or None, str(args.get("grpc_host", "0.0.0.0")))
+    http_port = int(args.get("http_port", DEFAULT_HTTP_PORT))
+    return build(catalogue, port or None, str(args.get("grpc_host", "0.0.0.0")), http_port or None)

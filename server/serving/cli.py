@@ -17,6 +17,7 @@ import time
 from embedpool.server.serving.app import (
     APP_NAME,
     DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
     GRPC_SERVICER_FUNCTIONS,
     NODE_ENV,
     SERVING_ENV,
@@ -27,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="model catalogue (YAML/TOML); default: the bundled all-MiniLM-L6-v2")
     parser.add_argument(
         "--port", type=int, default=DEFAULT_GRPC_PORT, help="the pool's gRPC port (default %(default)s)"
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=DEFAULT_HTTP_PORT,
+        help="the OpenAI-compatible HTTP port: POST /v1/embeddings, GET /v1/models, GET /health "
+        "(default %(default)s; 0: off)",
     )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default %(default)s)")
     parser.add_argument(
@@ -86,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         )
         t0 = time.monotonic()
         serve.run(
-            build(catalogue, args.port, args.host),
+            build(catalogue, args.port, args.host, args.http_port or None),
             name=APP_NAME,
             route_prefix=f"/{APP_NAME}",
             logging_config={"enable_access_log": False},  # a line per call costs CPU on the hot path
@@ -97,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
             f"(ready in {time.monotonic() - t0:.1f}s)",
             flush=True,
         )
+        if args.http_port:
+            print(f"OpenAI-compatible HTTP on http://{host}:{args.http_port}/v1/embeddings", flush=True)
         if args.ray_grpc_port:
             print(f"also through Ray's gRPC proxy on port {args.ray_grpc_port}", flush=True)
         stop.wait()

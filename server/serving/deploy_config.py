@@ -35,7 +35,13 @@ import yaml
 
 from embedpool.server.config.catalogue import Catalogue, catalogue_from_dict
 from embedpool.server.errors import ConfigError
-from embedpool.server.serving.app import APP_NAME, DEFAULT_GRPC_PORT, GRPC_SERVICER_FUNCTIONS, SERVING_ENV
+from embedpool.server.serving.app import (
+    APP_NAME,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    GRPC_SERVICER_FUNCTIONS,
+    SERVING_ENV,
+)
 
 IMPORT_PATH = "embedpool.server.serving.app:build_app"
 ROUTER_DEPLOYMENT = "Router"
@@ -54,6 +60,8 @@ class DeployOptions:
 
     grpc_port: int = DEFAULT_GRPC_PORT
     grpc_host: str = "0.0.0.0"
+    #: The OpenAI-compatible HTTP port beside it (0: off).
+    http_port: int = DEFAULT_HTTP_PORT
     #: Ray Serve's gRPC proxy port; 0 leaves grpc_options out (no proxy gRPC).
     ray_grpc_port: int = DEFAULT_RAY_GRPC_PORT
     enable_reflection: bool = True
@@ -123,6 +131,7 @@ def serve_config(catalogue: Catalogue, options: DeployOptions | None = None) -> 
     app["args"] = {
         "grpc_port": opts.grpc_port,
         "grpc_host": opts.grpc_host,
+        "http_port": opts.http_port,
         "catalogue": catalogue_data(catalogue),
     }
 
@@ -248,7 +257,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--catalogue", required=True, help="catalogue file (YAML/TOML)")
     p.add_argument("--grpc-port", type=int, default=DEFAULT_GRPC_PORT, help="the pool's own gRPC port")
-    p.add_argument("--grpc-host", default="0.0.0.0", help="the pool's listen address")
+    p.add_argument("--grpc-host", default="0.0.0.0", help="the pool's listen address (gRPC and HTTP)")
+    p.add_argument(
+        "--http-port", type=int, default=DEFAULT_HTTP_PORT, help="the OpenAI-compatible HTTP port (0: off)"
+    )
     p.add_argument(
         "--ray-grpc-port",
         type=int,
@@ -273,6 +285,7 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
     return DeployOptions(
         grpc_port=args.grpc_port,
         grpc_host=args.grpc_host,
+        http_port=args.http_port,
         ray_grpc_port=args.ray_grpc_port,
         enable_reflection=not args.no_reflection,
         proxy_location=args.proxy_location,
@@ -289,7 +302,14 @@ def command_line(args: argparse.Namespace) -> list[str]:
     """The canonical command for these arguments (what a generated file's header shows)."""
     defaults = parser().parse_args(["--catalogue", "x"])
     parts = ["python", "-m", MODULE, "--catalogue", args.catalogue]
-    for name in ("grpc_port", "grpc_host", "ray_grpc_port", "proxy_location", "router_max_per_node"):
+    for name in (
+        "grpc_port",
+        "grpc_host",
+        "http_port",
+        "ray_grpc_port",
+        "proxy_location",
+        "router_max_per_node",
+    ):
         value = getattr(args, name)
         if value != getattr(defaults, name):
             parts += [f"--{name.replace('_', '-')}", str(value)]

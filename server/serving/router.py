@@ -2,7 +2,8 @@
 
 It serves the gRPC service twice over one RouterCore: on its own port (the
 fast path, fronts/grpc_server.py) and through Ray Serve's gRPC proxy, whose calls
-arrive as the methods below, named after the RPCs. Both turn errors into statuses
+arrive as the methods below, named after the RPCs; and OpenAI's embeddings API over
+HTTP on a port of its own (fronts/http_server.py). All turn errors into statuses
 through fronts/outcome.py and count every call, tagged by front.
 """
 
@@ -24,6 +25,7 @@ from embedpool.server.direct.sender import DirectVariantBackend
 from embedpool.server.errors import MessageTooLarge
 from embedpool.server.fronts import grpc_server
 from embedpool.server.fronts.auth import TokenAuth
+from embedpool.server.fronts.http_server import HttpServer, start_http_server
 from embedpool.server.fronts.outcome import failure
 from embedpool.server.service.core import Call, RouterCore
 from embedpool.server.serving import registry
@@ -46,6 +48,7 @@ class Router:
         grpc_port: int | None = 50051,
         grpc_host: str = "0.0.0.0",
         max_in_flight: int = 2,
+        http_port: int | None = None,
     ) -> None:
         from embedpool.server.config.catalogue import Catalogue
 
@@ -71,8 +74,23 @@ class Router:
                 self.core, grpc_port, host=grpc_host, auth=self.auth, count=self._count
             )
             log.info("embedpool gRPC listening on %s:%s", grpc_host, grpc_port)
+        self.http: HttpServer | None = None
+        if http_port:
+            try:
+                self.http = await start_http_server(
+                    self.core, http_port, host=grpc_host, auth=self.auth, count=self._count, healthy=self._up
+                )
+            except Exception:
+                if self.server is not None:  # free the gRPC port for the replica Serve starts next
+                    await self.server.stop(None)
+                raise
+            log.info("embedpool HTTP (OpenAI-compatible) listening on %s:%s", grpc_host, http_port)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_health())
         self._discovery_task = asyncio.get_running_loop().create_task(self._watch_replicas())
+
+    def _up(self) -> bool:
+        """Whether the default model can answer, as the last health watch found it."""
+        return bool(self.statuses.get("") == health_pb2.HealthCheckResponse.SERVING)
 
     def _count(self, call: Call, code: str) -> None:
         self.metrics.request(call.method, call.model, call.variant, code, call.front)
@@ -104,12 +122,16 @@ class Router:
 
     async def __del__(self) -> None:
         """Drain: stop taking calls, let in-flight ones finish (Ray waits up to the graceful timeout)."""
+        if not hasattr(self, "_discovery_task"):  # __init__ failed (a port in use): nothing runs
+            return
         self._health_task.cancel()
         self._discovery_task.cancel()
-        if self.server is not None:
-            if self.health is not None:
-                await self.health.enter_graceful_shutdown()
-            await self.server.stop(grace=10)
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
+        await asyncio.gather(
+            *([self.server.stop(grace=10)] if self.server is not None else []),
+            *([self.http.stop(grace_s=10)] if self.http is not None else []),
+        )
 
     # ---- Ray's gRPC proxy path ------------------------------------------
 

@@ -314,6 +314,7 @@ def run(result: dict[str, Any]) -> None:
         DeployOptions(
             grpc_port=port,
             grpc_host="127.0.0.1",
+            http_port=0,  # gRPC only: this scenario is about replicas and nodes
             ray_grpc_port=0,
             proxy_location="Disabled",
             router_selector={LABEL: "head"},

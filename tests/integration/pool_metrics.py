@@ -38,12 +38,14 @@ def embed_rpcs(model: str, variant: str, front: str = "grpc") -> int:
     return int(total)
 
 
-def settled_embed_rpcs(model: str, variant: str, at_least: int = 0, timeout_s: float = 60) -> int:
+def settled_embed_rpcs(
+    model: str, variant: str, at_least: int = 0, timeout_s: float = 60, front: str = "grpc"
+) -> int:
     """The count once it is at least `at_least` and two readings 3 s apart agree."""
     end = time.monotonic() + timeout_s
     last = -1
     while time.monotonic() < end:
-        now = embed_rpcs(model, variant)
+        now = embed_rpcs(model, variant, front)
         if now == last and now >= at_least:
             return now
         last = now

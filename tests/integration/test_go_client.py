@@ -3,26 +3,22 @@
 Go and grpc-go come from Debian's packages (scripts/install.sh installs them where it may
 install system packages); with no Go module proxy, `go test` runs in GOPATH mode over
 /usr/share/gocode with gen/go linked in under the proto's go_package path. The bearer-token
-check runs against a second front of the same pool with auth on: the pool's own gRPC server
-and RouterCore in this process, over Ray handles to the session's replicas.
+check runs against a second front of the same pool with auth on (conftest's `auth_front`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from embedpool import EmbeddingClient
 
-from .conftest import CATALOGUE, ROOT, Pool
+from .conftest import ROOT, AuthFront, Pool
 from .test_frameworks import PLANETS
 
 GOCODE = Path("/usr/share/gocode/src/google.golang.org/grpc")
@@ -35,48 +31,9 @@ pytestmark = [
     ),
 ]
 GO_PACKAGE = "github.com/embedpool/embedpool/gen"  # the proto's go_package, less /go/embedpool/v1
-TOKEN = "go-client-token"
 
 
-@pytest.fixture(scope="module")
-def auth_front(pool: Pool) -> Iterator[str]:
-    """The pool's gRPC front with bearer auth on, over the live replicas (Ray handles)."""
-    from ray import serve
-
-    from embedpool.server.config.catalogue import load_catalogue
-    from embedpool.server.fronts import grpc_server as grpc_front
-    from embedpool.server.fronts.auth import TokenAuth
-    from embedpool.server.service.core import RouterCore
-    from embedpool.server.serving.handle_backend import RayVariantBackend
-    from tests.net import free_port
-
-    catalogue = load_catalogue(CATALOGUE)
-    names = [catalogue.deployment_name(m.name, v.name) for m in catalogue.models for v in m.variants]
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    port = free_port()
-
-    async def start() -> object:
-        backends = {n: RayVariantBackend(n, serve.get_deployment_handle(n, pool.app_name)) for n in names}
-        server, _ = await grpc_front.start_server(
-            RouterCore(catalogue, backends),
-            port,
-            host="127.0.0.1",
-            auth=TokenAuth([TOKEN]),  # type: ignore[arg-type]
-        )
-        return server
-
-    server = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(None), loop).result(30)  # type: ignore[attr-defined]
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
-def test_go_client(pool: Pool, auth_front: str, tmp_path: Path) -> None:
+def test_go_client(pool: Pool, auth_front: AuthFront, tmp_path: Path) -> None:
     texts = [*PLANETS, "a short one", "ünïcödé and emoji 🙂"]
     with EmbeddingClient(target=pool.target, model="all-minilm-l6-v2", timeout=60) as client:
         vectors = client.embed(texts).embeddings
@@ -93,8 +50,8 @@ def test_go_client(pool: Pool, auth_front: str, tmp_path: Path) -> None:
         "GOCACHE": str(tmp_path / "gocache"),
         "GOFLAGS": "",
         "EMBEDPOOL_TARGET": pool.target,
-        "EMBEDPOOL_AUTH_TARGET": auth_front,
-        "EMBEDPOOL_AUTH_TOKEN": TOKEN,
+        "EMBEDPOOL_AUTH_TARGET": auth_front.target,
+        "EMBEDPOOL_AUTH_TOKEN": auth_front.token,
         "EMBEDPOOL_EXPECTED": str(expected),
     }
     run = subprocess.run(

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -19,11 +20,14 @@ BIN = Path(sys.executable).parent
 
 
 def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> None:
-    port = free_port()
+    port, http_port = free_port(), free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("RAY_ADDRESS", None)
     proc = subprocess.Popen(
-        [str(BIN / "embedpool"), "serve", "--port", str(port), "--host", "127.0.0.1", "--num-cpus", "2"],
+        [
+            *(str(BIN / "embedpool"), "serve", "--port", str(port), "--http-port", str(http_port)),
+            *("--host", "127.0.0.1", "--num-cpus", "2"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -53,11 +57,16 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
             check=True,
         ).stdout
         assert "384" in out
+        # The OpenAI-compatible front of the same pool, as the README's curl line calls it.
+        body = {"model": "all-minilm-l6-v2", "input": ["hello", "world"], "encoding_format": "float"}
+        answer = httpx.post(f"http://127.0.0.1:{http_port}/v1/embeddings", json=body, timeout=60).json()
+        assert [len(d["embedding"]) for d in answer["data"]] == [384, 384]
 
         proc.send_signal(signal.SIGTERM)
         rest, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, "".join(lines) + rest
         assert "stopped" in rest
+        assert f"OpenAI-compatible HTTP on http://127.0.0.1:{http_port}/v1/embeddings" in rest
         time.sleep(2)
         alive = [
             pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
+import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -119,6 +121,7 @@ def tls_front(pool: Pool, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     values = {
         "TLS_LISTEN": f"127.0.0.1:{port}",
         "POOL_TARGET": pool.target,
+        "POOL_HTTP_TARGET": pool.http_url.removeprefix("http://"),
         "TLS_CERT": str(cert),
         "TLS_KEY": str(key),
         "NGINX_PREFIX": str(prefix),
@@ -196,3 +199,19 @@ def test_a_client_without_the_ca_cannot_connect(tls_front: tuple[str, bytes]) ->
     plaintext = EmbeddingClient(target=target, timeout=10, retries=0)
     with plaintext, pytest.raises(PoolUnavailableError):
         plaintext.get_text_embedding("x")
+
+
+def test_the_openai_sdk_calls_the_pool_through_tls(tls_front: tuple[str, bytes]) -> None:
+    target, ca_pem = tls_front
+    verify = ssl.create_default_context(cadata=ca_pem.decode())
+    with httpx.Client(verify=verify, timeout=60) as http:
+        sdk = openai.OpenAI(
+            base_url=f"https://{target}/v1", api_key="unused", http_client=http, max_retries=0
+        )
+        got = sdk.embeddings.create(model="all-minilm-l6-v2", input=["a", "b", "c"])
+        assert [len(d.embedding) for d in got.data] == [384, 384, 384]
+        with pytest.raises(openai.BadRequestError, match="inputs is empty"):
+            sdk.embeddings.create(model="all-minilm-l6-v2", input=[])
+        assert http.get(f"https://{target}/health").status_code == 200
+    with httpx.Client(timeout=10) as untrusted, pytest.raises(httpx.ConnectError):
+        untrusted.get(f"https://{target}/health")

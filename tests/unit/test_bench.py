@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,10 @@ from embedpool.bench import load as bench_load
 from embedpool.bench import report as bench_report
 from embedpool.cli import main
 from embedpool.server.errors import Overloaded
-from tests.unit.conftest import Pool
+from embedpool.server.fronts.http_server import start_http_server
+from embedpool.server.service.core import RouterCore
+from tests.net import free_port
+from tests.unit.conftest import Pool, Serve
 from tests.unit.fake_backend import DIMS
 
 Capsys = pytest.CaptureFixture[str]
@@ -230,3 +234,42 @@ def test_in_process_offered_batches(fake_model: FakeModel, capsys: Capsys) -> No
     assert [r["settings"]["batch_size"] for r in data] == [3, 12]
     assert all(r["mode"] == "in-process" and r["texts"] == 4 * r["settings"]["batch_size"] for r in data)
     assert {3, 12} <= set(fake_model.batches)
+
+
+@asynccontextmanager
+async def http_front(core: RouterCore) -> AsyncIterator[str]:
+    """The pool's HTTP front over the fake pool's core, on loopback."""
+    port = free_port()
+    server = await start_http_server(core, port, host="127.0.0.1")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await server.stop(1)
+
+
+def test_http_beside_grpc_in_one_run(pool: Pool, serve: Serve, capsys: Capsys) -> None:
+    url = serve(http_front(pool.core))
+    args = ["--target", pool.target, "bench", "--protocol", "grpc,http", "--http-url", url]
+    args += ["--texts-per-call", "3", "--requests", "12", "--warmup", "0", "--json"]
+    grpc_run, http_run = bench(capsys, *args)
+    assert [r["settings"]["protocol"] for r in (grpc_run, http_run)] == ["grpc", "http"]
+    for run in (grpc_run, http_run):
+        assert (run["ok_calls"], run["error_calls"], run["texts"]) == (12, 0, 36)
+        assert run["dimensions"] == DIMS
+    assert http_run["settings"]["target"] == url and http_run["model"] == "fake"
+    assert set(http_run["vs_grpc"]) == {"p50_added_ms", "throughput_ratio"} and "vs_grpc" not in grpc_run
+    embeds = pool.calls_of("Embed")  # both protocols reached the same core, bytes and truncation on
+    assert len(embeds) == 24 and all(r.encoding == "bytes" and r.item.truncate for r in embeds)
+    # The table names each run's protocol and the comparison.
+    assert main([*args[:-1]]) == 0
+    out = capsys.readouterr().out
+    assert "served/http" in out and "http vs grpc: p50" in out
+
+
+def test_http_protocol_without_a_front_says_so(pool: Pool, capsys: Capsys) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert (
+        main(["--target", pool.target, "bench", "--protocol", "http", "--http-url", url, "--requests", "2"])
+        == 1
+    )
+    assert "is the pool's HTTP front on?" in capsys.readouterr().err

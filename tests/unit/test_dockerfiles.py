@@ -208,7 +208,7 @@ def test_entrypoint_ports_user_and_probe_tooling(flavour: str) -> None:
     last = {i.keyword: i.args for i in instructions}
     assert json.loads(last["ENTRYPOINT"]) == ["embedpool", "serve"]
     assert json.loads(last["CMD"]) == ["--ray-grpc-port", "9000"]
-    assert set(last["EXPOSE"].split()) == {"50051", "9000"}
+    assert set(last["EXPOSE"].split()) == {"50051", "8080", "9000"}
     assert last["USER"] == "ray"
     assert "grpc_health" in last["HEALTHCHECK"] and "localhost:50051" in last["HEALTHCHECK"]
     # KubeRay's default probes run wget inside Ray containers

@@ -25,6 +25,7 @@ EXPECTED = {
     errors.Unavailable: (grpc.StatusCode.UNAVAILABLE, 503, "service_unavailable_error", False),
     errors.DeadlineExceeded: (grpc.StatusCode.DEADLINE_EXCEEDED, 504, "timeout_error", False),
     errors.Unauthenticated: (grpc.StatusCode.UNAUTHENTICATED, 401, "authentication_error", False),
+    errors.Cancelled: (grpc.StatusCode.CANCELLED, 499, "cancelled_error", False),
     errors.EmbedpoolError: (grpc.StatusCode.INTERNAL, 500, "server_error", False),
 }
 
@@ -36,6 +37,10 @@ def test_each_pool_error_maps_to_one_status_on_every_front(cls: type[errors.Embe
     assert (fail.code, fail.http_status, fail.error_type) == (code, http, kind)
     assert fail.message == "what went wrong" and fail.code_number == code.value[0]
     assert fail.trailers == ((("retry-after-ms", "100"),) if retry else ())
+    envelope = fail.openai_error("input")["error"]
+    assert (envelope["message"], envelope["type"], envelope["param"]) == ("what went wrong", kind, "input")
+    assert ("retry-after" in fail.http_headers) == retry
+    assert ("www-authenticate" in fail.http_headers) == (code == grpc.StatusCode.UNAUTHENTICATED)
 
 
 def test_every_error_class_is_in_the_table() -> None:

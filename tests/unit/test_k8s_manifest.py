@@ -150,21 +150,26 @@ def test_every_placement_in_the_serve_config_has_a_node_group(manifest: dict[str
         has_gpu = "nvidia.com/gpu" in container(group)["resources"]["limits"]
         assert has_gpu == (override["name"] in cuda), override["name"]
         if override["name"] == "Router":
-            # the pool's port lives where the Router runs
+            # the pool's ports live where the Router runs
             ports = {p["containerPort"] for p in container(group)["ports"]}
-            assert app["args"]["grpc_port"] in ports
+            assert {app["args"]["grpc_port"], app["args"]["http_port"]} <= ports
 
 
-def test_serve_service_exposes_the_grpc_ports_and_readiness_uses_the_health_rpc(
+def test_serve_service_exposes_the_pools_ports_and_readiness_is_its_health(
     manifest: dict[str, Any],
 ) -> None:
     ports = {p["name"]: p for p in manifest["spec"]["serveService"]["spec"]["ports"]}
     assert ports["grpc"]["port"] == ports["grpc"]["targetPort"] == 50051
     assert ports["ray-grpc"]["port"] == 9000
-    assert {p["appProtocol"] for p in ports.values()} == {"kubernetes.io/h2c"}
+    assert ports["http"]["port"] == ports["http"]["targetPort"] == 8080
+    assert {n: p["appProtocol"] for n, p in ports.items()} == {
+        "grpc": "kubernetes.io/h2c",
+        "ray-grpc": "kubernetes.io/h2c",
+        "http": "http",
+    }
     for name, group in groups(manifest).items():
         probe = container(group)["readinessProbe"]
-        assert probe["grpc"] == {"port": 50051, "service": ""}, name
+        assert probe["httpGet"] == {"path": "/health", "port": 8080}, name
 
 
 # ---- what the checks catch ---------------------------------------------------------------------
@@ -188,9 +193,9 @@ def test_a_misspelled_field_passes_json_schema_but_not_the_unknown_field_check(
     assert unknown_fields(bad, crd_schema()) == [".spec.rayClusterConfig.workerGroupSpec"]
 
     def probe_typo(m: dict[str, Any]) -> None:
-        container(groups(m)["cpu"])["readinessProbe"]["grcp"] = {"port": 50051}
+        container(groups(m)["cpu"])["readinessProbe"]["httpGett"] = {"port": 8080}
 
-    assert "readinessProbe.grcp" in " ".join(problems(mutated(manifest, probe_typo)))
+    assert "readinessProbe.httpGett" in " ".join(problems(mutated(manifest, probe_typo)))
 
 
 @pytest.mark.parametrize(
@@ -204,7 +209,7 @@ def test_a_misspelled_field_passes_json_schema_but_not_the_unknown_field_check(
         (lambda m: groups(m)["gpu"].pop("groupName"), "'groupName' is a required property"),
         (lambda m: container(groups(m)["cpu"]).pop("name"), "'name' is a required property"),
         (
-            lambda m: container(groups(m)["cpu"])["readinessProbe"]["grpc"].pop("port"),
+            lambda m: container(groups(m)["cpu"])["readinessProbe"]["httpGet"].pop("port"),
             "'port' is a required property",
         ),
         (lambda m: groups(m)["cpu"]["rayStartParams"].update({"num-cpus": 4}), "4 is not of type 'string'"),
