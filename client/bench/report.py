@@ -192,7 +192,8 @@ def format_report(results: Sequence[Result]) -> str:
     if batch1 is not None:
         lines.append(f"ceiling: one-text encode() p50 {batch1:.2f} ms")
     for r in runs:
-        if r["mode"] == "served" and r["model"]:
+        # OpenAI's answer carries no timings: the pool's own are in gRPC runs only.
+        if r["mode"] == "served" and r["model"] and r["settings"].get("protocol", "grpc") == "grpc":
             timings = r.get("server_timings_ms") or {}
             lines.append(
                 f"concurrency {r['settings']['concurrency']}: served by {r['model']}/{r['variant']}; "

@@ -23,6 +23,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -32,7 +33,7 @@ from embedpool.server.errors import Cancelled, MessageTooLarge, NotFound
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.openai_bodies import (
     BadBody,
-    embeddings_answer,
+    embeddings_json,
     model_entry,
     model_list,
     parse_embeddings,
@@ -66,7 +67,8 @@ class HttpFront:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/v1/models/{name:path}", self.model, methods=["GET"]),
                 Route("/health", self.health, methods=["GET"]),
-            ]
+            ],
+            exception_handlers={HTTPException: _no_route},
         )
 
     async def _answer(
@@ -90,7 +92,11 @@ class HttpFront:
             deadline = _deadline(request)
             work = asyncio.ensure_future(self.core.embed(body.request(), deadline, call))
             answer = await _unless_disconnected(work, request.receive)
-            return _json(embeddings_answer(answer, body.model))
+            pieces = []
+            for piece in embeddings_json(answer, body.model):
+                pieces.append(piece)
+                await asyncio.sleep(0)  # a big float answer must not stall the other calls
+            return Response(b"".join(pieces), media_type="application/json")
 
         return await self._answer("Embed", request, serve)
 
@@ -136,6 +142,24 @@ class HttpFront:
                 raise MessageTooLarge(f"the body is over {limit} bytes, the limit")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+ROUTES = "POST /v1/embeddings, GET /v1/models, GET /v1/models/{id}, GET /health"
+
+
+async def _no_route(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405, in OpenAI's envelope like every other answer."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    where = f"{request.method} {request.url.path}"
+    if status == 405:
+        message, kind, code = (
+            f"{where}: method not allowed; the routes: {ROUTES}",
+            "invalid_request_error",
+            "method_not_allowed",
+        )
+    else:
+        message, kind, code = f"{where}: no such route; the routes: {ROUTES}", "not_found_error", "not_found"
+    return _json({"error": {"message": message, "type": kind, "param": None, "code": code}}, status)
 
 
 def _deadline(request: Request) -> float | None:

@@ -9,6 +9,8 @@ are named in the README.
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -119,22 +121,29 @@ def _input_message(errors: list[Any]) -> str:
     return "input must be a string or an array of strings"
 
 
-def embeddings_answer(answer: EmbedAnswer, asked_model: str) -> dict[str, Any]:
-    """OpenAI's list of embeddings; base64 is each vector's little-endian float32 bytes."""
-    out = answer.output
-    if out.vectors.dtype.kind != "f":
+def embeddings_json(answer: EmbedAnswer, asked_model: str, rows_per_piece: int = 128) -> Iterator[bytes]:
+    """OpenAI's list of embeddings as JSON, in pieces of ``rows_per_piece`` rows, so that the
+    front can let its event loop run between them (2048 float vectors are ~16 MB of JSON and
+    a quarter second of encoding). base64 is each vector's little-endian float32 bytes."""
+    vectors = answer.output.vectors
+    if vectors.dtype.kind != "f":
         raise InvalidArgument("only float32 vectors are served over HTTP")
-    rows: list[Any]
-    if answer.encoding == "bytes":
-        rows = [base64.b64encode(row).decode("ascii") for row in raw_rows(out.vectors)]
-    else:
-        rows = out.vectors.tolist()
-    return {
-        "object": "list",
-        "data": [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)],
-        "model": asked_model or answer.model,
-        "usage": {"prompt_tokens": out.input_tokens, "total_tokens": out.input_tokens},
-    }
+    yield b'{"object":"list","data":['
+    for start in range(0, vectors.shape[0], rows_per_piece):
+        part = vectors[start : start + rows_per_piece]
+        rows: list[Any]
+        if answer.encoding == "bytes":
+            rows = [base64.b64encode(row).decode("ascii") for row in raw_rows(part)]
+        else:
+            rows = part.tolist()
+        entries = [
+            {"object": "embedding", "index": start + i, "embedding": row} for i, row in enumerate(rows)
+        ]
+        piece = json.dumps(entries, separators=(",", ":"), allow_nan=False)[1:-1].encode()
+        yield piece if start == 0 else b"," + piece
+    tokens = answer.output.input_tokens
+    tail = {"model": asked_model or answer.model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+    yield b"]," + json.dumps(tail, separators=(",", ":")).encode()[1:]
 
 
 def model_list(names: list[str]) -> dict[str, Any]:

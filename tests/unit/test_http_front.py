@@ -94,6 +94,17 @@ class running:
         await self.grpc.stop(None)
 
 
+async def fill_slots(front: Front) -> list[asyncio.Future[object]]:
+    """Calls that hold every slot to the (slow) replicas: what comes next waits in the queue."""
+    dispatcher = front.core.dispatchers[DEPLOYMENT]
+    blockers: list[asyncio.Future[object]] = [
+        asyncio.ensure_future(dispatcher.submit(EmbedItem([f"blocker {i}"])))
+        for i in range(dispatcher.max_in_flight)
+    ]
+    await asyncio.sleep(0.05)
+    return blockers
+
+
 def decode(b64: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(b64), dtype="<f4")
 
@@ -156,13 +167,7 @@ async def test_odd_unicode_and_nul_are_embedded(front: Front) -> None:
 
 async def test_http_and_grpc_requests_join_the_same_batch(front: Front) -> None:
     front.backend.delay = 0.3
-    dispatcher = front.core.dispatchers[DEPLOYMENT]
-    # Fill every slot to the replicas, so what comes next waits in the one queue.
-    blockers = [
-        asyncio.ensure_future(dispatcher.submit(EmbedItem([f"blocker {i}"])))
-        for i in range(dispatcher.max_in_flight)
-    ]
-    await asyncio.sleep(0.05)
+    blockers = await fill_slots(front)
     async with grpc.aio.insecure_channel(front.grpc_target) as channel:
         stub = pb_grpc.EmbeddingServiceStub(channel)
         over_grpc = stub.Embed(pb.EmbedRequest(inputs=["from grpc"]), timeout=10)
@@ -180,12 +185,7 @@ async def test_http_and_grpc_requests_join_the_same_batch(front: Front) -> None:
 
 async def test_a_client_that_disconnects_cancels_its_queued_work(front: Front) -> None:
     front.backend.delay = 0.5
-    dispatcher = front.core.dispatchers[DEPLOYMENT]
-    blockers = [
-        asyncio.ensure_future(dispatcher.submit(EmbedItem([f"blocker {i}"])))
-        for i in range(dispatcher.max_in_flight)
-    ]
-    await asyncio.sleep(0.05)
+    blockers = await fill_slots(front)
     with pytest.raises(openai.APITimeoutError):
         await front.sdk(timeout=0.2).embeddings.create(model=MODEL, input="given up on")
     await asyncio.gather(*blockers)
@@ -315,12 +315,7 @@ async def test_pool_failures_get_their_status(
 
 async def test_a_deadline_that_passes_in_the_queue_is_504(front: Front) -> None:
     front.backend.delay = 0.5
-    dispatcher = front.core.dispatchers[DEPLOYMENT]
-    blockers = [
-        asyncio.ensure_future(dispatcher.submit(EmbedItem([f"blocker {i}"])))
-        for i in range(dispatcher.max_in_flight)
-    ]
-    await asyncio.sleep(0.05)
+    blockers = await fill_slots(front)
     r = await post(front, {"input": "late"}, headers={"x-timeout-ms": "100"})
     await asyncio.gather(*blockers)
     err = envelope(r, 504, "timeout_error")
@@ -388,4 +383,22 @@ async def test_health_follows_the_default_model(front: Front) -> None:
         missing = await http.get(f"{front.url}/v1/nothing")
     assert (ok.status_code, ok.json()["status"]) == (200, "ok")
     assert (down.status_code, down.json()["status"]) == (503, "unavailable")
-    assert missing.status_code == 404
+    assert "no such route" in str(envelope(missing, 404, "not_found_error")["message"])
+
+
+async def test_a_wrong_method_is_405_in_the_envelope(front: Front) -> None:
+    async with httpx.AsyncClient() as http:
+        r = await http.get(f"{front.url}/v1/embeddings")
+    assert "GET /v1/embeddings: method not allowed" in str(
+        envelope(r, 405, "invalid_request_error")["message"]
+    )
+
+
+async def test_a_big_float_answer_comes_in_pieces_in_order() -> None:
+    texts = [f"text number {i}" for i in range(300)]  # pieces of 128 rows: 3 of them
+    async with running(max_inputs=512) as front:
+        got = await front.sdk().embeddings.create(model=MODEL, input=texts, encoding_format="float")
+        packed = await front.sdk().embeddings.create(model=MODEL, input=texts)
+    assert [d.index for d in got.data] == list(range(300)) and got.usage.total_tokens == 300 * 5
+    np.testing.assert_allclose(np.array([d.embedding for d in got.data]), expected(texts), rtol=1e-6)
+    np.testing.assert_allclose(np.array([d.embedding for d in packed.data]), expected(texts), rtol=1e-6)
