@@ -53,6 +53,9 @@ class EmbedItem:
     # Wall-clock arrival at the Router (time.time_ns(): the replica may be on another node,
     # where only NTP-synced wall clocks compare), for queue timing.
     arrived_ns: int = 0
+    # The W3C traceparent of the Router's hop span when tracing is on (server/tracing.py):
+    # the replica's spans continue it. "" otherwise.
+    trace: str = ""
 
 
 @dataclass(slots=True)

@@ -183,6 +183,22 @@ class RouterConfig(_Strict):
     )
 
 
+class TelemetryConfig(_Strict):
+    """OpenTelemetry traces (server/tracing.py). Off unless an endpoint is set here, by
+    `embedpool serve --otlp-endpoint`, or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT."""
+
+    otlp_endpoint: str | None = Field(
+        None, description="OTLP/gRPC collector, e.g. http://collector:4317. null: the OTEL_ variables."
+    )
+    sample_ratio: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Share of new traces recorded; a caller's sampled traceparent is always followed. "
+        "null: OTEL_TRACES_SAMPLER_ARG, else 1.0.",
+    )
+
+
 class VariantConfig(_Strict):
     """One way of serving a model: a backend on a device, with its own replicas."""
 
@@ -439,6 +455,7 @@ class Catalogue(_Strict):
     )
     limits: LimitsConfig = Field(default_factory=LimitsConfig, description="Request limits.")
     router: RouterConfig = Field(default_factory=RouterConfig, description="The router deployment.")
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig, description="Traces.")
     cache_dir: str | None = Field(
         None,
         description="Directory for ONNX/OpenVINO exports and quantized files. null: $EMBEDPOOL_CACHE_DIR, "

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from embedpool.server import tracing
 from embedpool.server.direct import wire as replica_wire
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
@@ -122,30 +123,44 @@ class DirectVariantBackend:
 
     async def embed(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
         endpoint = self._pick()
-        if endpoint is not None:
-            payload = replica_wire.encode_items(items)
-            endpoint.in_flight += 1
-            try:
-                data = await endpoint.call(payload, metadata=endpoint.metadata)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in _RESEND:
-                    raise EmbedpoolError(
-                        f"model variant {self.name}: replica call failed: {exc.code().name}: {exc.details()}"
-                    ) from exc
-                log.warning(
-                    "%s: direct call to %s failed (%s); re-sending through Ray",
-                    self.name,
-                    endpoint.address,
-                    exc.code().name,
-                )
-                self._forget(endpoint)
-            else:
-                self.direct_batches += 1
-                return replica_wire.decode_results(data)
-            finally:
-                endpoint.in_flight -= 1
+        if endpoint is None:
+            return await self._fall_back(items)
+        with tracing.span("embedpool hop", kind=tracing.CLIENT, attributes={"embedpool.path": "direct"}):
+            if tracing.on():
+                tracing.mark(items)
+            result = await self._send(endpoint, items)
+        return result if result is not None else await self._fall_back(items)
+
+    async def _fall_back(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
         self.fallback_batches += 1
         return await self.fallback.embed(items)
+
+    async def _send(
+        self, endpoint: Endpoint, items: list[EmbedItem]
+    ) -> list[EmbedOutput | EmbedpoolError] | None:
+        """The batch over the direct channel; None when it must go through Ray instead."""
+        payload = replica_wire.encode_items(items)
+        endpoint.in_flight += 1
+        try:
+            data = await endpoint.call(payload, metadata=endpoint.metadata)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in _RESEND:
+                raise EmbedpoolError(
+                    f"model variant {self.name}: replica call failed: {exc.code().name}: {exc.details()}"
+                ) from exc
+            log.warning(
+                "%s: direct call to %s failed (%s); re-sending through Ray",
+                self.name,
+                endpoint.address,
+                exc.code().name,
+            )
+            self._forget(endpoint)
+        else:
+            self.direct_batches += 1
+            return replica_wire.decode_results(data)
+        finally:
+            endpoint.in_flight -= 1
+        return None
 
     def _forget(self, endpoint: Endpoint) -> None:
         if self.endpoints.get(endpoint.replica_id) is endpoint:

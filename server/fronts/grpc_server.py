@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack .aio
 from grpc_reflection.v1alpha import reflection
 
+from embedpool.server import tracing
 from embedpool.server.errors import InvalidArgument
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.grpc_decode import RejectMalformedRequests
@@ -82,16 +83,20 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         serve: Callable[[Call], Awaitable[T]],
     ) -> T:
         call = Call(method, FRONT)
-        try:
-            self.auth.check(context.invocation_metadata() or ())
-            result = await serve(call)
-        except Exception as exc:
-            fail = failure(exc, method)
-            self.count(call, fail.code.name)
-            await context.abort(fail.code, fail.message, trailing_metadata=fail.trailers)
-            raise  # abort raises; this line is for type checkers
-        self.count(call, "OK")
-        return result
+        metadata = context.invocation_metadata() or ()
+        with tracing.call_span(method, FRONT, metadata) as span:
+            try:
+                self.auth.check(metadata)
+                result = await serve(call)
+            except Exception as exc:
+                fail = failure(exc, method)
+                self.count(call, fail.code.name)
+                tracing.end_call(span, call.model, call.variant, fail.code.name)
+                await context.abort(fail.code, fail.message, trailing_metadata=fail.trailers)
+                raise  # abort raises; this line is for type checkers
+            self.count(call, "OK")
+            tracing.end_call(span, call.model, call.variant, "OK")
+            return result
 
     async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
         return await self._unary(

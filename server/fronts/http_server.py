@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive
 
+from embedpool.server import tracing
 from embedpool.server.errors import Cancelled, MessageTooLarge, NotFound
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.openai_bodies import (
@@ -75,16 +76,20 @@ class HttpFront:
         self, method: str, request: Request, serve: Callable[[Call], Awaitable[Response]]
     ) -> Response:
         call = Call(method, FRONT)
-        try:
-            self.auth.check(request.headers.items())
-            response = await serve(call)
-        except Exception as exc:
-            fail = failure(exc, method)
-            self.count(call, fail.code.name)
-            param = exc.param if isinstance(exc, BadBody) else None
-            return _json(fail.openai_error(param), fail.http_status, fail.http_headers)
-        self.count(call, "OK")
-        return response
+        headers = request.headers.items()
+        with tracing.call_span(method, FRONT, headers) as span:
+            try:
+                self.auth.check(headers)
+                response = await serve(call)
+            except Exception as exc:
+                fail = failure(exc, method)
+                self.count(call, fail.code.name)
+                tracing.end_call(span, call.model, call.variant, fail.code.name)
+                param = exc.param if isinstance(exc, BadBody) else None
+                return _json(fail.openai_error(param), fail.http_status, fail.http_headers)
+            self.count(call, "OK")
+            tracing.end_call(span, call.model, call.variant, "OK")
+            return response
 
     async def embeddings(self, request: Request) -> Response:
         async def serve(call: Call) -> Response:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from embedpool.server import tracing
 from embedpool.server.errors import EmbedpoolError, MessageTooLarge, Overloaded, clip_message
 from embedpool.server.service.core import Call
 
@@ -92,7 +93,7 @@ def failure(exc: BaseException, what: str) -> Failure:
             retry_after_ms=RETRY_AFTER_MS if isinstance(exc, Overloaded) else None,
             too_large=isinstance(exc, MessageTooLarge),
         )
-    log.error("%s failed", what, exc_info=exc)
+    log.error("%s failed%s", what, tracing.log_ids(), exc_info=exc)
     return Failure(grpc.StatusCode.INTERNAL, clip_message(f"internal error: {type(exc).__name__}: {exc}"))
 
 

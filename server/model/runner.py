@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from embedpool.server import tracing
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig, resolve_cache_dir
 from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
 from embedpool.server.model import threads as thread_settings
@@ -406,6 +407,15 @@ class SentenceTransformerRunner(ModelRunner):
         assert out is not None
         return out
 
+    def _padded_tokens(self, rows: list[list[int]]) -> int:
+        """Tokens the forward passes ran, padding included (what the plan of `_run_rows` costs);
+        asked only when a trace records it."""
+        lengths = [len(row) for row in rows]
+        return sum(
+            len(chunk) * max(lengths[i] for i in chunk)
+            for chunk in plan_chunks(lengths, self._token_cap, self._overhead_tokens)
+        )
+
     def _run_fallback(self, texts: list[str], prompts: list[str], sides: list[str]) -> np.ndarray:
         """sentence-transformers' own preprocessing, grouped by (prompt, truncation side).
 
@@ -450,8 +460,9 @@ class SentenceTransformerRunner(ModelRunner):
             full_texts.extend(prompt + text for text in item.texts)
 
         encoder = self._encoder
-        ids: list[list[int]] = encoder.tokenize(full_texts) if encoder is not None else []
-        counts = [len(row) for row in ids] if encoder is not None else self._count(full_texts)
+        with tracing.span("embedpool tokenize", attributes={"embedpool.texts": len(full_texts)}):
+            ids: list[list[int]] = encoder.tokenize(full_texts) if encoder is not None else []
+            counts = [len(row) for row in ids] if encoder is not None else self._count(full_texts)
 
         # Per item: refuse over-long inputs (truncate off), or truncate them.
         limit = self.max_length
@@ -490,15 +501,23 @@ class SentenceTransformerRunner(ModelRunner):
             position += n
 
         if accepted:
-            if encoder is not None:
-                raw = self._run_rows(rows, row_prompts)
-            else:
-                raw = self._run_fallback(row_texts, row_prompts, row_sides)
+            tokens_in = sum(a[4] for a in accepted)
+            with tracing.span(
+                "embedpool forward",
+                attributes={"embedpool.texts": len(row_texts), "embedpool.tokens": tokens_in},
+            ) as forward:
+                if encoder is not None:
+                    raw = self._run_rows(rows, row_prompts)
+                    if forward is not None:  # the plan again, only when a trace records it
+                        tracing.set_attributes(forward, padded_tokens=self._padded_tokens(rows))
+                else:
+                    raw = self._run_fallback(row_texts, row_prompts, row_sides)
             blocks = (
                 (index, raw[first : first + len(items[index].texts)], dimensions, tokens, truncated)
                 for index, _prompt, dimensions, first, tokens, truncated in accepted
             )
-            self._finish_all(items, results, blocks)
+            with tracing.span("embedpool postprocess", attributes={"embedpool.requests": len(accepted)}):
+                self._finish_all(items, results, blocks)
         return self._filled(results)
 
 

@@ -20,14 +20,26 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
+from opentelemetry.trace import Span, SpanContext
 
+from embedpool.server import tracing
 from embedpool.server.errors import DeadlineExceeded, EmbedpoolError, Overloaded
 from embedpool.server.types import EmbedItem, EmbedOutput
 
 SendFn = Callable[[list[EmbedItem]], Awaitable[list["EmbedOutput | EmbedpoolError"]]]
+Pending = tuple[EmbedItem, "asyncio.Future[EmbedOutput]", "float | None", "Traced | None"]
+Taken = tuple[EmbedItem, "asyncio.Future[EmbedOutput]", "Traced | None"]
+
+
+@dataclass(slots=True)
+class Traced:
+    """A traced request's queue-wait span and its caller's span (what the batch links to)."""
+
+    queue: Span | None
+    caller: SpanContext | None
 
 
 class Dispatcher:
@@ -46,8 +58,8 @@ class Dispatcher:
         self.max_in_flight = max(1, max_in_flight)
         self.max_queued_requests = max_queued_requests
         self.name = name
-        # (item, future, deadline as monotonic seconds or None)
-        self._pending: deque[tuple[EmbedItem, asyncio.Future[EmbedOutput], float | None]] = deque()
+        # (item, future, deadline as monotonic seconds or None, its queue span when traced)
+        self._pending: deque[Pending] = deque()
         self._in_flight = 0
         self.batches_sent = 0
         self.regroup_s = regroup_s
@@ -90,27 +102,35 @@ class Dispatcher:
                 "retry with backoff or add replicas"
             )
         fut: asyncio.Future[EmbedOutput] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, fut, deadline))
+        traced = None
+        if tracing.on():
+            traced = Traced(
+                tracing.start("embedpool queue", {"embedpool.texts": len(item.texts)}), tracing.current()
+            )
+        self._pending.append((item, fut, deadline, traced))
         self._dispatch()
         return fut
 
-    def _take_batch(self) -> list[tuple[EmbedItem, asyncio.Future[EmbedOutput]]]:
-        batch: list[tuple[EmbedItem, asyncio.Future[EmbedOutput]]] = []
+    def _take_batch(self) -> list[Taken]:
+        batch: list[Taken] = []
         texts = 0
         now = time.monotonic()
         while self._pending:
-            item, fut, deadline = self._pending[0]
+            item, fut, deadline, traced = self._pending[0]
             if fut.done():  # the caller went away: drop its work before it costs anything
                 self._pending.popleft()
+                _end_queue(traced, "cancelled")
                 continue
             if deadline is not None and now >= deadline:
                 self._pending.popleft()
                 fut.set_exception(DeadlineExceeded("the request's deadline passed while it was queued"))
+                _end_queue(traced, "deadline")
                 continue
             if batch and texts + len(item.texts) > self.max_batch_texts:
                 break
             self._pending.popleft()
-            batch.append((item, fut))
+            _end_queue(traced, "batched")
+            batch.append((item, fut, traced))
             texts += len(item.texts)
         return batch
 
@@ -133,17 +153,29 @@ class Dispatcher:
             self.batches_sent += 1
             asyncio.get_running_loop().create_task(self._run(batch))
 
-    async def _run(self, batch: list[tuple[EmbedItem, asyncio.Future[EmbedOutput]]]) -> None:
+    async def _run(self, batch: list[Taken]) -> None:
         try:
-            results = await self._send([item for item, _ in batch])
+            callers = [t.caller for _, _, t in batch if t is not None and t.caller is not None]
+            # The batch continues its first traced caller's trace and links to every caller's span.
+            with tracing.span(
+                "embedpool batch",
+                parent=callers[0] if callers else None,
+                links=callers,
+                attributes={
+                    "embedpool.variant": self.name,
+                    "embedpool.batch.requests": len(batch),
+                    "embedpool.batch.texts": sum(len(item.texts) for item, _, _ in batch),
+                },
+            ):
+                results = await self._send([item for item, _, _ in batch])
         except BaseException as exc:  # the whole hop failed: every request in it gets the error
-            for _, fut in batch:
+            for _, fut, _ in batch:
                 if not fut.done():
                     fut.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
         else:
-            for (_, fut), result in zip(batch, results, strict=True):
+            for (_, fut, _), result in zip(batch, results, strict=True):
                 if fut.done():
                     continue
                 if isinstance(result, BaseException):
@@ -157,3 +189,9 @@ class Dispatcher:
                 loop = asyncio.get_running_loop()
                 self._regroup = loop.call_later(self.regroup_s, self._flush)
             self._dispatch()
+
+
+def _end_queue(traced: Traced | None, outcome: str) -> None:
+    if traced is not None and traced.queue is not None:
+        traced.queue.set_attribute("embedpool.queue.outcome", outcome)
+        traced.queue.end()

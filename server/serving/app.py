@@ -96,7 +96,13 @@ def build(
             handles[name] = (
                 cast(Deployment, ModelReplica)
                 .options(name=name, **opts)
-                .bind(model_cfg, variant.model_dump(mode="json"), cache_dir, router.direct)
+                .bind(
+                    model_cfg,
+                    variant.model_dump(mode="json"),
+                    cache_dir,
+                    router.direct,
+                    catalogue.telemetry.model_dump(mode="json"),
+                )
             )
     return (
         cast(Deployment, Router)

@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also serve through Ray Serve's gRPC proxy on this port (0: off)",
     )
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs for a local Ray cluster")
+    parser.add_argument(
+        "--otlp-endpoint",
+        default=None,
+        metavar="URL",
+        help="export OpenTelemetry traces to this OTLP/gRPC collector, e.g. http://localhost:4317 "
+        "(default: the catalogue's telemetry, else $OTEL_EXPORTER_OTLP_ENDPOINT; none: off)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    if args.otlp_endpoint:
+        telemetry = catalogue.telemetry.model_copy(update={"otlp_endpoint": args.otlp_endpoint})
+        catalogue = catalogue.model_copy(update={"telemetry": telemetry})
     started_ray = not args.address
     if started_ray:
         for key, value in {**NODE_ENV, **SERVING_ENV}.items():

@@ -62,6 +62,8 @@ class DeployOptions:
     grpc_host: str = "0.0.0.0"
     #: The OpenAI-compatible HTTP port beside it (0: off).
     http_port: int = DEFAULT_HTTP_PORT
+    #: OTLP/gRPC collector for traces (the catalogue's telemetry.otlp_endpoint); None: as the catalogue says.
+    otlp_endpoint: str | None = None
     #: Ray Serve's gRPC proxy port; 0 leaves grpc_options out (no proxy gRPC).
     ray_grpc_port: int = DEFAULT_RAY_GRPC_PORT
     enable_reflection: bool = True
@@ -86,6 +88,12 @@ def catalogue_data(catalogue: Catalogue) -> dict[str, Any]:
         model_out["variants"] = [
             {"name": v.name, **out} for v, out in zip(model.variants, given, strict=True)
         ]
+    return data
+
+
+def _with_tracing(data: dict[str, Any], endpoint: str | None) -> dict[str, Any]:
+    if endpoint:
+        data["telemetry"] = {**data.get("telemetry", {}), "otlp_endpoint": endpoint}
     return data
 
 
@@ -132,7 +140,7 @@ def serve_config(catalogue: Catalogue, options: DeployOptions | None = None) -> 
         "grpc_port": opts.grpc_port,
         "grpc_host": opts.grpc_host,
         "http_port": opts.http_port,
-        "catalogue": catalogue_data(catalogue),
+        "catalogue": _with_tracing(catalogue_data(catalogue), opts.otlp_endpoint),
     }
 
     deployments: list[dict[str, Any]] = []
@@ -267,6 +275,7 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_RAY_GRPC_PORT,
         help="Ray Serve's gRPC proxy port (0: none)",
     )
+    p.add_argument("--otlp-endpoint", default=None, help="OTLP/gRPC collector for traces (default: off)")
     p.add_argument("--no-reflection", action="store_true", help="no reflection on Ray's gRPC proxy")
     p.add_argument("--proxy-location", default="EveryNode", choices=PROXY_LOCATIONS)
     p.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VALUE")
@@ -286,6 +295,7 @@ def options_from_args(args: argparse.Namespace) -> DeployOptions:
         grpc_port=args.grpc_port,
         grpc_host=args.grpc_host,
         http_port=args.http_port,
+        otlp_endpoint=args.otlp_endpoint,
         ray_grpc_port=args.ray_grpc_port,
         enable_reflection=not args.no_reflection,
         proxy_location=args.proxy_location,
@@ -306,6 +316,7 @@ def command_line(args: argparse.Namespace) -> list[str]:
         "grpc_port",
         "grpc_host",
         "http_port",
+        "otlp_endpoint",
         "ray_grpc_port",
         "proxy_location",
         "router_max_per_node",

@@ -12,6 +12,7 @@ from ray import exceptions as ray_exceptions
 from ray.serve import exceptions as serve_exceptions
 from ray.serve.handle import DeploymentHandle
 
+from embedpool.server import tracing
 from embedpool.server.errors import EmbedpoolError, Overloaded, Unavailable
 from embedpool.server.types import EmbedItem, EmbedOutput, InputType, VariantDescription
 
@@ -49,7 +50,12 @@ class RayVariantBackend:
             ) from exc
 
     async def embed(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        result: list[EmbedOutput | EmbedpoolError] = await self._call("embed", items)
+        with tracing.span(
+            "embedpool hop", kind=tracing.CLIENT, attributes={"embedpool.path": "serve_handle"}
+        ):
+            if tracing.on():
+                tracing.mark(items)
+            result: list[EmbedOutput | EmbedpoolError] = await self._call("embed", items)
         return result
 
     async def describe(self) -> VariantDescription:

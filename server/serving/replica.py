@@ -10,6 +10,7 @@ through Serve's handle and, faster, through the replica's direct gRPC channel
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from typing import Any
 
 from ray import serve
 
+from embedpool.server import tracing
 from embedpool.server.direct.receiver import DirectServer
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.serving import metrics
@@ -42,13 +44,21 @@ class ModelReplica:
         variant_cfg: dict[str, Any],
         cache_dir: str | None,
         direct: bool = True,
+        telemetry: dict[str, Any] | None = None,
     ) -> None:
-        from embedpool.server.config.catalogue import ModelConfig, VariantConfig
+        from embedpool.server.config.catalogue import ModelConfig, TelemetryConfig, VariantConfig
         from embedpool.server.model import threads as thread_settings
         from embedpool.server.model.runner import load_runner
 
         model = ModelConfig.model_validate(model_cfg)
         variant = VariantConfig.model_validate(variant_cfg)
+        traces = TelemetryConfig.model_validate(telemetry or {})
+        tracing.configure(
+            "replica",
+            traces.otlp_endpoint,
+            traces.sample_ratio,
+            {"embedpool.model": model.name, "embedpool.variant": variant.name or ""},
+        )
         # Ray pins OMP/torch to the actor's num_cpus (1 thread when fractional);
         # the variant's budget is decided here on purpose (model/threads.py).
         threads = variant.effective_threads
@@ -118,15 +128,17 @@ class ModelReplica:
         flat = [item for call in calls for item in call]
         start = time.monotonic_ns()
         start_wall = time.time_ns()
-        results = None
-        if sum(len(text) for item in flat for text in item.texts) <= INLINE_MAX_CHARS:
-            # A short batch runs right here on the event loop: on the encode thread each torch
-            # op waits for the GIL behind Ray's and gRPC's threads (+5-10 ms on a one-text
-            # forward, BENCHMARKS.md), and the loop stalls for one short forward at most.
-            results = self.runner.try_embed_batch(flat)  # None: count_tokens holds the model
-        if results is None:
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self._executor, self.runner.embed_batch, flat)
+        # Each Router batch's hop span (one per call merged here): the first is the parent.
+        hops = list(dict.fromkeys(call[0].trace for call in calls if call and call[0].trace))
+        parents = [ctx for ctx in map(tracing.span_context_of, hops) if ctx is not None]
+        with tracing.span(
+            "embedpool replica",
+            parent=parents[0] if parents else None,
+            links=parents,
+            kind=tracing.SERVER,
+            attributes={"embedpool.batch.texts": _texts_in(calls), "embedpool.batch.calls": len(calls)},
+        ):
+            results = await self._run(flat)
         inference_ns = time.monotonic_ns() - start
         self._metrics.batch(_texts_in(calls), inference_ns)
         for item, result in zip(flat, results, strict=True):
@@ -141,6 +153,20 @@ class ModelReplica:
             out.append(results[i : i + len(call)])
             i += len(call)
         return out
+
+    async def _run(self, flat: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        results = None
+        if sum(len(text) for item in flat for text in item.texts) <= INLINE_MAX_CHARS:
+            # A short batch runs right here on the event loop: on the encode thread each torch
+            # op waits for the GIL behind Ray's and gRPC's threads (+5-10 ms on a one-text
+            # forward, BENCHMARKS.md), and the loop stalls for one short forward at most.
+            results = self.runner.try_embed_batch(flat)  # None: count_tokens holds the model
+        if results is None:
+            loop = asyncio.get_running_loop()
+            # The encode thread runs in this call's context, so the model's spans join the trace.
+            run = contextvars.copy_context().run
+            results = await loop.run_in_executor(self._executor, run, self.runner.embed_batch, flat)
+        return results
 
     async def __del__(self) -> None:
         """Drain: Routers stop choosing this replica, direct batches in flight finish."""

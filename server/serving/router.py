@@ -21,6 +21,7 @@ from ray import serve
 from ray.serve.grpc_util import RayServegRPCContext
 from ray.serve.handle import DeploymentHandle
 
+from embedpool.server import tracing
 from embedpool.server.direct.sender import DirectVariantBackend
 from embedpool.server.errors import MessageTooLarge
 from embedpool.server.fronts import grpc_server
@@ -53,6 +54,7 @@ class Router:
         from embedpool.server.config.catalogue import Catalogue
 
         cat = Catalogue.model_validate(catalogue)
+        tracing.configure("router", cat.telemetry.otlp_endpoint, cat.telemetry.sample_ratio)
         backends: dict[str, Any] = {name: RayVariantBackend(name, h) for name, h in handles.items()}
         self.direct: dict[str, DirectVariantBackend] = {}
         if cat.router.direct:
@@ -150,19 +152,23 @@ class Router:
         request: Message,
     ) -> T:
         call = Call(method, PROXY_FRONT)
-        try:
-            self.auth.check(ctx.invocation_metadata())
-            self._check_size(request)
-            result = await serve(call)
-        except Exception as exc:
-            fail = failure(exc, method)
-            self._count(call, fail.code.name)
-            ctx.set_code(fail.code)
-            ctx.set_details(fail.message)
-            ctx.set_trailing_metadata(list(fail.trailers))
-            return empty
-        self._count(call, "OK")
-        return result
+        metadata = ctx.invocation_metadata()
+        with tracing.call_span(method, PROXY_FRONT, metadata) as span:
+            try:
+                self.auth.check(metadata)
+                self._check_size(request)
+                result = await serve(call)
+            except Exception as exc:
+                fail = failure(exc, method)
+                self._count(call, fail.code.name)
+                tracing.end_call(span, call.model, call.variant, fail.code.name)
+                ctx.set_code(fail.code)
+                ctx.set_details(fail.message)
+                ctx.set_trailing_metadata(list(fail.trailers))
+                return empty
+            self._count(call, "OK")
+            tracing.end_call(span, call.model, call.variant, "OK")
+            return result
 
     async def Embed(self, request: pb.EmbedRequest, grpc_context: RayServegRPCContext) -> pb.EmbedResponse:
         return await self._proxied(

@@ -19,6 +19,7 @@ import grpc
 import pytest
 
 from tests.net import free_port
+from tests.otlp_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = Path(__file__).with_name("catalogue.yaml")
@@ -37,13 +38,23 @@ class Pool:
     proxy_target: str
     app_name: str
     http_url: str  # the OpenAI-compatible HTTP front, e.g. http://127.0.0.1:PORT
+    traces: Receiver  # the OTLP receiver the pool's processes export to
 
     def channel(self) -> grpc.Channel:
         return grpc.insecure_channel(self.target)
 
 
 @pytest.fixture(scope="session")
-def pool() -> Iterator[Pool]:
+def otlp_receiver() -> Iterator[Receiver]:
+    """A real OTLP receiver for the session's pool. The pool samples no new trace (ratio 0),
+    so only calls that arrive with a sampled traceparent are recorded."""
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="session")
+def pool(otlp_receiver: Receiver) -> Iterator[Pool]:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import ray
     from ray import serve
@@ -71,11 +82,22 @@ def pool() -> Iterator[Pool]:
             http_options={"host": "127.0.0.1", "port": free_port()},
             grpc_options=gRPCOptions(port=proxy_port, grpc_servicer_functions=GRPC_SERVICER_FUNCTIONS),
         )
-        app = build(load_catalogue(CATALOGUE), grpc_port=port, grpc_host="127.0.0.1", http_port=http_port)
+        catalogue = load_catalogue(CATALOGUE)
+        telemetry = catalogue.telemetry.model_copy(
+            update={"otlp_endpoint": otlp_receiver.endpoint, "sample_ratio": 0.0}
+        )
+        catalogue = catalogue.model_copy(update={"telemetry": telemetry})
+        app = build(catalogue, grpc_port=port, grpc_host="127.0.0.1", http_port=http_port)
         serve.run(
             app, name=APP_NAME, route_prefix=f"/{APP_NAME}", logging_config={"enable_access_log": False}
         )
-        pool = Pool(f"127.0.0.1:{port}", f"127.0.0.1:{proxy_port}", APP_NAME, f"http://127.0.0.1:{http_port}")
+        pool = Pool(
+            f"127.0.0.1:{port}",
+            f"127.0.0.1:{proxy_port}",
+            APP_NAME,
+            f"http://127.0.0.1:{http_port}",
+            otlp_receiver,
+        )
         grpc.channel_ready_future(pool.channel()).result(timeout=60)
         yield pool
     finally:

@@ -40,6 +40,7 @@ ITEM = EmbedItem(
     dimensions=8,
     precision="int8",
     arrived_ns=123,
+    trace="00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 )
 OTHER = EmbedItem(texts=["x"], prompt_name="query")  # prompt and prompt_name never come together
 OUTPUT = EmbedOutput(np.arange(6, dtype=np.float32).reshape(2, 3), 3, 7, 1, 11, 22)
