@@ -17,11 +17,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]  # grpc-stubs lack .aio
 from grpc_reflection.v1alpha import reflection
 
-from embedpool.server import tracing
 from embedpool.server.errors import InvalidArgument
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.grpc_decode import RejectMalformedRequests
-from embedpool.server.fronts.outcome import CountFn, failure, no_count
+from embedpool.server.fronts.outcome import CountFn, Failure, failure, no_count, settle
 from embedpool.server.service import messages as convert
 from embedpool.server.service.core import Call, RouterCore, StreamRequest
 from embedpool.server.types import EmbedAnswer, EmbedRequest
@@ -82,21 +81,17 @@ class EmbeddingServicer(pb_grpc.EmbeddingServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
         serve: Callable[[Call], Awaitable[T]],
     ) -> T:
-        call = Call(method, FRONT)
         metadata = context.invocation_metadata() or ()
-        with tracing.call_span(method, FRONT, metadata) as span:
-            try:
-                self.auth.check(metadata)
-                result = await serve(call)
-            except Exception as exc:
-                fail = failure(exc, method)
-                self.count(call, fail.code.name)
-                tracing.end_call(span, call.model, call.variant, fail.code.name)
-                await context.abort(fail.code, fail.message, trailing_metadata=fail.trailers)
-                raise  # abort raises; this line is for type checkers
-            self.count(call, "OK")
-            tracing.end_call(span, call.model, call.variant, "OK")
-            return result
+
+        async def checked(call: Call) -> T:
+            self.auth.check(metadata)
+            return await serve(call)
+
+        outcome = await settle(method, FRONT, metadata, self.count, checked)
+        if isinstance(outcome, Failure):
+            await context.abort(outcome.code, outcome.message, trailing_metadata=outcome.trailers)
+            raise AssertionError("abort raises")
+        return outcome
 
     async def Embed(self, request: pb.EmbedRequest, context: Any) -> pb.EmbedResponse:
         return await self._unary(

@@ -29,7 +29,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive
 
-from embedpool.server import tracing
 from embedpool.server.errors import Cancelled, MessageTooLarge, NotFound
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.openai_bodies import (
@@ -39,7 +38,7 @@ from embedpool.server.fronts.openai_bodies import (
     model_list,
     parse_embeddings,
 )
-from embedpool.server.fronts.outcome import CountFn, failure, no_count
+from embedpool.server.fronts.outcome import CountFn, Failure, no_count, settle
 from embedpool.server.service.core import Call, RouterCore
 
 log = logging.getLogger("embedpool")
@@ -75,21 +74,16 @@ class HttpFront:
     async def _answer(
         self, method: str, request: Request, serve: Callable[[Call], Awaitable[Response]]
     ) -> Response:
-        call = Call(method, FRONT)
         headers = request.headers.items()
-        with tracing.call_span(method, FRONT, headers) as span:
-            try:
-                self.auth.check(headers)
-                response = await serve(call)
-            except Exception as exc:
-                fail = failure(exc, method)
-                self.count(call, fail.code.name)
-                tracing.end_call(span, call.model, call.variant, fail.code.name)
-                param = exc.param if isinstance(exc, BadBody) else None
-                return _json(fail.openai_error(param), fail.http_status, fail.http_headers)
-            self.count(call, "OK")
-            tracing.end_call(span, call.model, call.variant, "OK")
-            return response
+
+        async def checked(call: Call) -> Response:
+            self.auth.check(headers)
+            return await serve(call)
+
+        outcome = await settle(method, FRONT, headers, self.count, checked)
+        if isinstance(outcome, Failure):
+            return _json(outcome.openai_error(), outcome.http_status, outcome.http_headers)
+        return outcome
 
     async def embeddings(self, request: Request) -> Response:
         async def serve(call: Call) -> Response:

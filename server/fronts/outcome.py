@@ -10,8 +10,9 @@ its traceback logged, on every front alike.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpc
 
@@ -21,6 +22,7 @@ from embedpool.server.service.core import Call
 
 log = logging.getLogger("embedpool")
 RETRY_AFTER_MS = 100
+T = TypeVar("T")
 
 # gRPC code -> (HTTP status, OpenAI error type). 413 for MessageTooLarge is by class below.
 _HTTP: dict[grpc.StatusCode, tuple[int, str]] = {
@@ -46,6 +48,8 @@ class Failure:
     message: str
     retry_after_ms: int | None = None
     too_large: bool = False
+    # The request field at fault, where the refusal names one (the HTTP envelope's `param`).
+    param: str | None = None
 
     @property
     def trailers(self) -> tuple[tuple[str, str], ...]:
@@ -72,10 +76,12 @@ class Failure:
             return {"www-authenticate": "Bearer"}
         return {}
 
-    def openai_error(self, param: str | None = None) -> dict[str, dict[str, str | None]]:
+    def openai_error(self) -> dict[str, dict[str, str | None]]:
         """OpenAI's error envelope. `code` is the pool's status name in lower case."""
         code = "request_too_large" if self.too_large else self.code.name.lower()
-        return {"error": {"message": self.message, "type": self.error_type, "param": param, "code": code}}
+        return {
+            "error": {"message": self.message, "type": self.error_type, "param": self.param, "code": code}
+        }
 
     @property
     def code_number(self) -> int:
@@ -92,6 +98,7 @@ def failure(exc: BaseException, what: str) -> Failure:
             message=exc.message,
             retry_after_ms=RETRY_AFTER_MS if isinstance(exc, Overloaded) else None,
             too_large=isinstance(exc, MessageTooLarge),
+            param=getattr(exc, "param", None),
         )
     log.error("%s failed%s", what, tracing.log_ids(), exc_info=exc)
     return Failure(grpc.StatusCode.INTERNAL, clip_message(f"internal error: {type(exc).__name__}: {exc}"))
@@ -99,3 +106,27 @@ def failure(exc: BaseException, what: str) -> Failure:
 
 def no_count(call: Call, code: str) -> None:
     return None
+
+
+async def settle(
+    method: str,
+    front: str,
+    carrier: Iterable[tuple[str, str | bytes]],
+    count: CountFn,
+    serve: Callable[[Call], Awaitable[T]],
+) -> T | Failure:
+    """One call as every front serves it: under its trace span (continuing the caller's
+    traceparent from `carrier`, its metadata or headers), counted with its code. A failure is
+    returned, not raised, for the front to send in its own format."""
+    call = Call(method, front)
+    with tracing.call_span(method, front, carrier) as span:
+        try:
+            result = await serve(call)
+        except Exception as exc:
+            fail = failure(exc, method)
+            count(call, fail.code.name)
+            tracing.end_call(span, call.model, call.variant, fail.code.name)
+            return fail
+        count(call, "OK")
+        tracing.end_call(span, call.model, call.variant, "OK")
+        return result

@@ -27,7 +27,7 @@ from embedpool.server.errors import MessageTooLarge
 from embedpool.server.fronts import grpc_server
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.http_server import HttpServer, start_http_server
-from embedpool.server.fronts.outcome import failure
+from embedpool.server.fronts.outcome import Failure, failure, settle
 from embedpool.server.service.core import Call, RouterCore
 from embedpool.server.serving import registry
 from embedpool.server.serving.handle_backend import RayVariantBackend
@@ -151,24 +151,20 @@ class Router:
         empty: T,
         request: Message,
     ) -> T:
-        call = Call(method, PROXY_FRONT)
         metadata = ctx.invocation_metadata()
-        with tracing.call_span(method, PROXY_FRONT, metadata) as span:
-            try:
-                self.auth.check(metadata)
-                self._check_size(request)
-                result = await serve(call)
-            except Exception as exc:
-                fail = failure(exc, method)
-                self._count(call, fail.code.name)
-                tracing.end_call(span, call.model, call.variant, fail.code.name)
-                ctx.set_code(fail.code)
-                ctx.set_details(fail.message)
-                ctx.set_trailing_metadata(list(fail.trailers))
-                return empty
-            self._count(call, "OK")
-            tracing.end_call(span, call.model, call.variant, "OK")
-            return result
+
+        async def checked(call: Call) -> T:
+            self.auth.check(metadata)
+            self._check_size(request)
+            return await serve(call)
+
+        outcome = await settle(method, PROXY_FRONT, metadata, self._count, checked)
+        if isinstance(outcome, Failure):
+            ctx.set_code(outcome.code)
+            ctx.set_details(outcome.message)
+            ctx.set_trailing_metadata(list(outcome.trailers))
+            return empty
+        return outcome
 
     async def Embed(self, request: pb.EmbedRequest, grpc_context: RayServegRPCContext) -> pb.EmbedResponse:
         return await self._proxied(

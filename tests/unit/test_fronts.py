@@ -37,8 +37,8 @@ def test_each_pool_error_maps_to_one_status_on_every_front(cls: type[errors.Embe
     assert (fail.code, fail.http_status, fail.error_type) == (code, http, kind)
     assert fail.message == "what went wrong" and fail.code_number == code.value[0]
     assert fail.trailers == ((("retry-after-ms", "100"),) if retry else ())
-    envelope = fail.openai_error("input")["error"]
-    assert (envelope["message"], envelope["type"], envelope["param"]) == ("what went wrong", kind, "input")
+    envelope = fail.openai_error()["error"]
+    assert (envelope["message"], envelope["type"], envelope["param"]) == ("what went wrong", kind, None)
     assert ("retry-after" in fail.http_headers) == retry
     assert ("www-authenticate" in fail.http_headers) == (code == grpc.StatusCode.UNAUTHENTICATED)
 
