@@ -71,11 +71,18 @@ class Dispatcher:
         return len(self._pending)
 
     async def submit(self, item: EmbedItem, deadline: float | None = None) -> EmbedOutput:
-        """Embed one request; big ones are cut into batch-sized chunks sent side by side."""
+        """Embed one request; big ones are cut into batch-sized chunks sent side by side.
+
+        A big request is cut after ordering its texts by length, so each chunk holds texts of
+        about one length and its forward pass pads little (arrival order mixes a long text into
+        every chunk, padding its 31 neighbours up to it); the rows are put back in request order.
+        """
         if len(item.texts) <= self.max_batch_texts:
             return await self._enqueue(item, deadline)
         step = self.max_batch_texts
-        chunks = [replace(item, texts=item.texts[i : i + step]) for i in range(0, len(item.texts), step)]
+        order = sorted(range(len(item.texts)), key=lambda i: len(item.texts[i]))
+        texts = [item.texts[i] for i in order]
+        chunks = [replace(item, texts=texts[i : i + step]) for i in range(0, len(texts), step)]
         futures: list[asyncio.Future[EmbedOutput]] = []
         try:
             for chunk in chunks:
@@ -85,8 +92,11 @@ class Dispatcher:
             for fut in futures:  # a queued chunk whose sibling failed is dropped unsent
                 fut.cancel()
             raise
+        joined = np.concatenate([p.vectors for p in parts])
+        vectors = np.empty_like(joined)
+        vectors[np.asarray(order)] = joined  # row k of the sorted texts is the request's order[k]
         return EmbedOutput(
-            vectors=np.concatenate([p.vectors for p in parts]),
+            vectors=vectors,
             dimensions=parts[0].dimensions,
             input_tokens=sum(p.input_tokens for p in parts),
             truncated=sum(p.truncated for p in parts),

@@ -60,6 +60,17 @@ async def test_batches_respect_the_text_budget_and_big_requests_are_split() -> N
     assert all(sum(b) <= 8 for b in model.batches)
 
 
+async def test_a_big_request_is_cut_by_length_and_answered_in_its_own_order() -> None:
+    model = SlowModel(delay=0)
+    d = make(model, max_batch_texts=4, max_in_flight=8)
+    lengths = [9, 1, 30, 2, 8, 1, 31, 3, 2, 29, 10, 7]  # three lengths, arrival order mixes them
+    out = await d.submit(EmbedItem(texts=["x" * n for n in lengths]))
+    assert out.vectors[:, 0].tolist() == [float(n) for n in lengths]  # request order kept
+    # Each chunk holds texts of about one length: short with short, long with long.
+    chunks = [sorted(len(t) for t in model.seen[i : i + 4]) for i in range(0, len(lengths), 4)]
+    assert chunks == [[1, 1, 2, 2], [3, 7, 8, 9], [10, 29, 30, 31]]
+
+
 async def test_one_bad_request_does_not_fail_its_batch_companions() -> None:
     d = make(SlowModel())
     good, bad = await asyncio.gather(
