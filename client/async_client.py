@@ -27,6 +27,7 @@ from ._request import (
     vectors_to_proto,
 )
 from ._retry import Attempt, Deadline
+from ._trace import with_trace
 from .errors import EmbedpoolError
 from .results import EmbedResult, ModelInfo, PrecisionName
 from .similarity import SimilarityMode
@@ -322,7 +323,7 @@ class AsyncEmbeddingClient(ClientBase):
         while True:
             timeout = attempt.timeout()
             try:
-                return await method(request, timeout=timeout, metadata=self._metadata)
+                return await method(request, timeout=timeout, metadata=with_trace(self._metadata))
             except grpc.RpcError as err:
                 delay = attempt.failed(err)
             await asyncio.sleep(delay)

@@ -28,6 +28,7 @@ from ._request import (
     vectors_to_proto,
 )
 from ._retry import Attempt, Deadline
+from ._trace import with_trace
 from .errors import EmbedpoolError
 from .results import EmbedResult, ModelInfo, PrecisionName
 from .similarity import SimilarityMode
@@ -367,7 +368,7 @@ class EmbeddingClient(ClientBase):
         while True:
             timeout = attempt.timeout()
             try:
-                return method(request, timeout=timeout, metadata=self._metadata)
+                return method(request, timeout=timeout, metadata=with_trace(self._metadata))
             except grpc.RpcError as err:
                 delay = attempt.failed(err)
             time.sleep(delay)

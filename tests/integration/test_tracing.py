@@ -50,3 +50,21 @@ def test_calls_without_a_sampled_traceparent_are_not_recorded(pool: Pool) -> Non
         unsampled = [("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-00")]
         stub.Embed(pb.EmbedRequest(inputs=["y"]), metadata=unsampled, timeout=60)
     assert pool.traces.wait_for(trace_id, {"embedpool Embed"}, timeout_s=3) == []
+
+
+def test_the_python_client_carries_the_callers_span(pool: Pool) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from embedpool import EmbeddingClient
+
+    tracer = TracerProvider().get_tracer("caller")
+    with (
+        tracer.start_as_current_span("the caller's work") as span,
+        EmbeddingClient(target=pool.target, timeout=60) as client,
+    ):
+        client.get_text_embedding("a traced call")
+    ids = span.get_span_context()
+    trace_id = f"{ids.trace_id:032x}"
+    spans = pool.traces.wait_for(trace_id, {"embedpool Embed", "embedpool forward"})
+    assert one(spans, "embedpool Embed").parent_id == f"{ids.span_id:016x}"
+    assert one(spans, "embedpool forward").service == "embedpool-replica"
