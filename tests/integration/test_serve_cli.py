@@ -43,9 +43,13 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
             if not line:
                 break
             lines.append(line)
-            if "embedpool serving" in line:
+            if "OpenAI-compatible HTTP on" in line:  # printed right after "embedpool serving"
                 break
         assert any("embedpool serving all-minilm-l6-v2 on 127.0.0.1:" in ln for ln in lines), "".join(lines)
+        # Read here, not from communicate() below: with a timeout it reads the pipe itself and
+        # skips what readline() already buffered.
+        http_line = f"OpenAI-compatible HTTP on http://127.0.0.1:{http_port}/v1/embeddings"
+        assert any(http_line in ln for ln in lines), "".join(lines)
         started = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         assert started, "serve started no Ray processes"
 
@@ -66,7 +70,6 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
         rest, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, "".join(lines) + rest
         assert "stopped" in rest
-        assert f"OpenAI-compatible HTTP on http://127.0.0.1:{http_port}/v1/embeddings" in rest
         time.sleep(2)
         alive = [
             pid for pid in started if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
