@@ -214,10 +214,7 @@ def call_span(
 
 def end_call(target: Span | None, model: str, variant: str, code: str) -> None:
     """What the call resolved to and how it ended, on its front span."""
-    if target is not None:
-        target.set_attributes(
-            {"embedpool.model": model, "embedpool.variant": variant, "embedpool.code": code}
-        )
+    set_attributes(target, model=model, variant=variant, code=code)
 
 
 def start(name: str, attributes: dict[str, Any] | None = None) -> Span | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -41,7 +40,6 @@ from embedpool.server.fronts.openai_bodies import (
 from embedpool.server.fronts.outcome import CountFn, Failure, no_count, settle
 from embedpool.server.service.core import Call, RouterCore
 
-log = logging.getLogger("embedpool")
 FRONT = "http"
 TIMEOUT_HEADER = "x-timeout-ms"
 # Whether the default model can answer now (the Router's health watch keeps it).

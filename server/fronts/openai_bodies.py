@@ -70,7 +70,6 @@ class EmbeddingsBody(BaseModel):
 
 
 _EXPECTED = {
-    "input": "a string or an array of strings",
     "model": "a string",
     "encoding_format": "'float' or 'base64'",
     "dimensions": "a whole number of at least 1",

@@ -304,6 +304,18 @@ class RecordingAuth(TokenAuth):
         super().check(pairs)
 
 
+async def fill_slots(core: RouterCore) -> list[asyncio.Future[EmbedOutput]]:
+    """Calls that hold every slot to the default variant's (slow) replicas: what comes next
+    waits in the queue, and leaves with whatever else queued meanwhile."""
+    dispatcher = core.dispatchers[DEPLOYMENT]
+    blockers = [
+        asyncio.ensure_future(dispatcher.submit(EmbedItem([f"blocker {i}"])))
+        for i in range(dispatcher.max_in_flight)
+    ]
+    await asyncio.sleep(0.05)
+    return blockers
+
+
 def make_core(backend: FakeBackend, **limits: int) -> RecordingCore:
     """The real core over ``backend`` for every variant of the fake catalogue."""
     return RecordingCore(catalogue(**limits), dict.fromkeys(DEPLOYMENTS, backend))

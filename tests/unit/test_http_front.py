@@ -24,12 +24,10 @@ from embedpool.server.fronts import grpc_server as grpc_front
 from embedpool.server.fronts.auth import TokenAuth
 from embedpool.server.fronts.http_server import HttpServer, start_http_server
 from embedpool.server.service.core import Call
-from embedpool.server.types import EmbedItem
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.net import free_port
 from tests.unit.fake_backend import (
-    DEPLOYMENT,
     DIMS,
     MAX_TOKENS,
     MODEL,
@@ -37,6 +35,7 @@ from tests.unit.fake_backend import (
     FakeBackend,
     RecordingCore,
     expected,
+    fill_slots,
     make_core,
 )
 
@@ -92,17 +91,6 @@ class running:
     async def __aexit__(self, *exc: object) -> None:
         await self.http.stop(1)
         await self.grpc.stop(None)
-
-
-async def fill_slots(front: Front) -> list[asyncio.Future[object]]:
-    """Calls that hold every slot to the (slow) replicas: what comes next waits in the queue."""
-    dispatcher = front.core.dispatchers[DEPLOYMENT]
-    blockers: list[asyncio.Future[object]] = [
-        asyncio.ensure_future(dispatcher.submit(EmbedItem([f"blocker {i}"])))
-        for i in range(dispatcher.max_in_flight)
-    ]
-    await asyncio.sleep(0.05)
-    return blockers
 
 
 def decode(b64: str) -> np.ndarray:
@@ -167,7 +155,7 @@ async def test_odd_unicode_and_nul_are_embedded(front: Front) -> None:
 
 async def test_http_and_grpc_requests_join_the_same_batch(front: Front) -> None:
     front.backend.delay = 0.3
-    blockers = await fill_slots(front)
+    blockers = await fill_slots(front.core)
     async with grpc.aio.insecure_channel(front.grpc_target) as channel:
         stub = pb_grpc.EmbeddingServiceStub(channel)
         over_grpc = stub.Embed(pb.EmbedRequest(inputs=["from grpc"]), timeout=10)
@@ -185,7 +173,7 @@ async def test_http_and_grpc_requests_join_the_same_batch(front: Front) -> None:
 
 async def test_a_client_that_disconnects_cancels_its_queued_work(front: Front) -> None:
     front.backend.delay = 0.5
-    blockers = await fill_slots(front)
+    blockers = await fill_slots(front.core)
     with pytest.raises(openai.APITimeoutError):
         await front.sdk(timeout=0.2).embeddings.create(model=MODEL, input="given up on")
     await asyncio.gather(*blockers)
@@ -315,7 +303,7 @@ async def test_pool_failures_get_their_status(
 
 async def test_a_deadline_that_passes_in_the_queue_is_504(front: Front) -> None:
     front.backend.delay = 0.5
-    blockers = await fill_slots(front)
+    blockers = await fill_slots(front.core)
     r = await post(front, {"input": "late"}, headers={"x-timeout-ms": "100"})
     await asyncio.gather(*blockers)
     err = envelope(r, 504, "timeout_error")

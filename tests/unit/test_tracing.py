@@ -16,12 +16,11 @@ import pytest
 from embedpool.server import tracing
 from embedpool.server.fronts.http_server import start_http_server
 from embedpool.server.fronts.outcome import failure
-from embedpool.server.types import EmbedItem
 from embedpool.v1 import embedding_service_pb2 as pb
 from embedpool.v1 import embedding_service_pb2_grpc as pb_grpc
 from tests.net import free_port
 from tests.otlp_receiver import Receiver, one
-from tests.unit.fake_backend import DEPLOYMENT, FakeBackend, serving
+from tests.unit.fake_backend import FakeBackend, fill_slots, serving
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -89,12 +88,7 @@ async def test_two_callers_merged_into_one_batch_are_both_linked(receiver: Recei
         serving(FakeBackend(delay=0.3)) as (target, core, _),
         grpc.aio.insecure_channel(target) as channel,
     ):
-        dispatcher = core.dispatchers[DEPLOYMENT]
-        blockers = [
-            asyncio.ensure_future(dispatcher.submit(EmbedItem([f"blocker {i}"])))
-            for i in range(dispatcher.max_in_flight)
-        ]
-        await asyncio.sleep(0.05)  # every slot to the replicas is taken: the two calls queue together
+        blockers = await fill_slots(core)  # the two calls below queue together
         stub = pb_grpc.EmbeddingServiceStub(channel)
         traces = ["1" * 32, "2" * 32]
         await asyncio.gather(
