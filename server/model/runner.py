@@ -46,6 +46,7 @@ from embedpool.server.model.tokenize import (
     FastEncoder,
     detect_layout,
     plan_chunks,
+    unique_rows,
 )
 from embedpool.server.types import EmbedItem, EmbedOutput, VariantDescription
 
@@ -389,7 +390,15 @@ class SentenceTransformerRunner(ModelRunner):
         return self._run_fallback(texts, [""] * len(texts), ["right"] * len(texts))
 
     def _run_rows(self, rows: list[list[int]], prompts: list[str]) -> np.ndarray:
-        """Forward token rows (fast path), grouped by prompt only if pooling must skip the prompt."""
+        """Forward token rows (fast path); identical rows (same ids, same pooling) run once."""
+        firsts, inverse = self._distinct(rows, prompts)
+        if len(firsts) == len(rows):
+            return self._run_distinct_rows(rows, prompts)
+        vectors = self._run_distinct_rows([rows[i] for i in firsts], [prompts[i] for i in firsts])
+        return vectors[inverse]
+
+    def _run_distinct_rows(self, rows: list[list[int]], prompts: list[str]) -> np.ndarray:
+        """Forward token rows, grouped by prompt only if pooling must skip the prompt."""
         assert self._encoder is not None
         out: np.ndarray | None = None
         groups: dict[str | None, list[int]] = {}
@@ -407,16 +416,30 @@ class SentenceTransformerRunner(ModelRunner):
         assert out is not None
         return out
 
-    def _padded_tokens(self, rows: list[list[int]]) -> int:
-        """Tokens the forward passes ran, padding included (what the plan of `_run_rows` costs);
-        asked only when a trace records it."""
-        lengths = [len(row) for row in rows]
-        return sum(
+    def _distinct(self, rows: list[list[int]], prompts: list[str]) -> tuple[list[int], list[int]]:
+        """unique_rows over (ids, prompt where pooling skips it): rows that give the same vector."""
+        pooled_prompts = prompts if self._needs_prompt_length else [""] * len(prompts)
+        return unique_rows([(tuple(row), p) for row, p in zip(rows, pooled_prompts, strict=True)])
+
+    def _padded_tokens(self, rows: list[list[int]], prompts: list[str]) -> tuple[int, int]:
+        """(distinct rows, tokens the forward passes ran, padding included): what the plan of
+        `_run_rows` costs; asked only when a trace records it."""
+        firsts, _ = self._distinct(rows, prompts)
+        lengths = [len(rows[i]) for i in firsts]
+        return len(firsts), sum(
             len(chunk) * max(lengths[i] for i in chunk)
             for chunk in plan_chunks(lengths, self._token_cap, self._overhead_tokens)
         )
 
     def _run_fallback(self, texts: list[str], prompts: list[str], sides: list[str]) -> np.ndarray:
+        """sentence-transformers' own preprocessing; identical (text, prompt, side) run once."""
+        firsts, inverse = unique_rows(list(zip(texts, prompts, sides, strict=True)))
+        if len(firsts) == len(texts):
+            return self._run_distinct_fallback(texts, prompts, sides)
+        texts, prompts, sides = ([values[i] for i in firsts] for values in (texts, prompts, sides))
+        return self._run_distinct_fallback(texts, prompts, sides)[inverse]
+
+    def _run_distinct_fallback(self, texts: list[str], prompts: list[str], sides: list[str]) -> np.ndarray:
         """sentence-transformers' own preprocessing, grouped by (prompt, truncation side).
 
         Used for models whose first module is not a plain text Transformer with a fast tokenizer.
@@ -509,7 +532,8 @@ class SentenceTransformerRunner(ModelRunner):
                 if encoder is not None:
                     raw = self._run_rows(rows, row_prompts)
                     if forward is not None:  # the plan again, only when a trace records it
-                        tracing.set_attributes(forward, padded_tokens=self._padded_tokens(rows))
+                        distinct, padded = self._padded_tokens(rows, row_prompts)
+                        tracing.set_attributes(forward, distinct_texts=distinct, padded_tokens=padded)
                 else:
                     raw = self._run_fallback(row_texts, row_prompts, row_sides)
             blocks = (

@@ -17,7 +17,7 @@ one character), and the untruncated tokenization costs nothing extra.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -222,3 +222,21 @@ def plan_chunks(lengths: Sequence[int], token_cap: int, overhead_tokens: int) ->
             current.append(index)
     chunks.append(current)
     return chunks
+
+
+def unique_rows(keys: Sequence[Hashable]) -> tuple[list[int], list[int]]:
+    """(first index of each distinct key, position of each key among them).
+
+    Identical inputs of one batch (a call that repeats a query, callers merged
+    into one batch asking for the same text) then run through the model once;
+    ``out = vectors_of_firsts[inverse]`` gives every row its vector back.
+    """
+    position: dict[Hashable, int] = {}
+    firsts: list[int] = []
+    inverse: list[int] = []
+    for index, key in enumerate(keys):
+        slot = position.setdefault(key, len(firsts))
+        if slot == len(firsts):
+            firsts.append(index)
+        inverse.append(slot)
+    return firsts, inverse

@@ -20,7 +20,7 @@ from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
 from embedpool.server.model import export_cache
 from embedpool.server.model import loading as model_loading
 from embedpool.server.model.runner import ModelRunner, SentenceTransformerRunner, load_runner
-from embedpool.server.model.tokenize import plan_chunks
+from embedpool.server.model.tokenize import plan_chunks, unique_rows
 from embedpool.server.types import EmbedItem, EmbedOutput
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -486,6 +486,54 @@ def test_plan_chunks() -> None:
     chunks = plan_chunks(lengths, 4096, 96)
     assert sorted(i for c in chunks for i in c) == list(range(300))
     assert all(len(c) * max(lengths[i] for i in c) <= 4096 for c in chunks)
+
+
+def test_unique_rows() -> None:
+    assert unique_rows([]) == ([], [])
+    assert unique_rows(["a", "b", "a", "c", "b"]) == ([0, 1, 3], [0, 1, 0, 2, 1])
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "fallback"])
+def test_identical_inputs_run_once(
+    fast: bool,
+    catalogue: Catalogue,
+    cache_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    runner: Callable[..., ModelRunner],
+) -> None:
+    """Repeated texts (in one call and across merged calls) go through the model once each,
+    and every caller still gets its vectors, in order, with usage counted per input."""
+    import embedpool.server.model.runner as model_runner
+
+    if fast:
+        model = runner("minilm-prompted")
+    else:
+        monkeypatch.setattr(model_runner, "detect_layout", lambda tokenizer: None)
+        model = load_runner(*catalogue.resolve("minilm-prompted"), cache_dir, threads=2)
+    assert isinstance(model, SentenceTransformerRunner)
+    forwarded: list[int] = []
+    real_forward = model._forward
+
+    def counting_forward(features: dict[str, Any], prompt_length: int | None) -> np.ndarray:
+        forwarded.append(len(features["input_ids"]))
+        return real_forward(features, prompt_length)
+
+    monkeypatch.setattr(model, "_forward", counting_forward)
+    query = TEXTS[1]
+    items = [
+        EmbedItem(texts=[query] * 40 + TEXTS[:3], input_type="query"),
+        EmbedItem(texts=[TEXTS[0], query, TEXTS[0]], input_type="query"),
+        EmbedItem(texts=[query]),  # a document: another prompt, so another vector
+    ]
+    results = [out(r) for r in model.embed_batch(items)]
+    assert sum(forwarded) == 4  # query as query, TEXTS[0], TEXTS[2] as query; query as document
+    forwarded.clear()
+    alone = [out(r) for r in model.embed_batch([EmbedItem(texts=[t], input_type="query") for t in TEXTS[:3]])]
+    np.testing.assert_allclose(results[0].vectors[:40], np.repeat(alone[1].vectors, 40, axis=0), atol=1e-6)
+    np.testing.assert_allclose(results[0].vectors[40:], np.vstack([a.vectors for a in alone]), atol=1e-5)
+    np.testing.assert_allclose(results[1].vectors[1], alone[1].vectors[0], atol=1e-6)
+    assert results[0].input_tokens == 40 * alone[1].input_tokens + sum(a.input_tokens for a in alone)
+    assert cosine(results[2].vectors, alone[1].vectors)[0] < 0.9999  # the document prompt differs
 
 
 # -- custom classes ----------------------------------------------------------------------------------------
