@@ -3,6 +3,8 @@
     embedpool bench --concurrency 8 --texts-per-call 1 --duration 20
     embedpool bench --concurrency 1,4,16,32 --ceiling --plot concurrency.png --json
     embedpool bench --in-process --texts-per-call 32 --requests 200
+    embedpool bench --texts-per-call 2048 --duration 30 --ceiling --ceiling-batch whole
+    embedpool bench --ceiling --ceiling-backend torch,onnx --rounds 3 --peer-url http://host:7997
 
 Each of N callers sends its next Embed call (K generated texts, raw bytes vectors) as soon
 as the previous one returns, over grpc.aio: one shared channel, or one channel (TCP
@@ -13,8 +15,13 @@ errors by gRPC code; --json prints one object, or a list for a concurrency sweep
 
 --in-process measures the ceiling instead: the same model with sentence-transformers in
 this process (all cores), encode() on the same texts at batch size K (--ceiling-batch
-offered: K x concurrency, what perfect server-side batching could form). --ceiling runs
-the ceiling first, then the served load, and reports served/ceiling ratios.
+offered: K x concurrency, what perfect server-side batching could form; whole: the call's K
+texts in one encode() that the library sorts by length and cuts into batches of 32, the best
+it does with a bulk list). --ceiling runs the ceiling first, then the served load, and reports
+served/ceiling ratios; --ceiling-backend measures torch, onnx and/or openvino and names the
+fastest. --peer-url runs the same load against another OpenAI-style embeddings server after
+the pool. --rounds repeats ceiling, pool, peer per load, in that order, and reports medians
+with their min..max: on a shared machine one run drifts by tens of percent.
 """
 
 from __future__ import annotations
@@ -68,6 +75,14 @@ def _protocols(text: str) -> list[str]:
     names = [p.strip() for p in text.split(",") if p.strip()]
     if not names or any(p not in ("grpc", "http") for p in names) or len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"expected grpc, http or grpc,http, not {text!r}")
+    return names
+
+
+def _backends(text: str) -> list[str]:
+    names = [b.strip() for b in text.split(",") if b.strip()]
+    if not names or any(b not in bench_load.CEILING_BACKENDS for b in names) or len(set(names)) != len(names):
+        choices = ", ".join(bench_load.CEILING_BACKENDS)
+        raise argparse.ArgumentTypeError(f"one or more of {choices}, comma-separated, not {text!r}")
     return names
 
 
@@ -162,15 +177,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mode.add_argument("--ceiling", action="store_true", help="the ceiling first, then the pool; print ratios")
     ceiling.add_argument(
         "--ceiling-batch",
-        choices=("call", "offered"),
+        choices=("call", "offered", "whole"),
         default="call",
-        help="ceiling batch size: texts per call (default), or texts per call x concurrency",
+        help="ceiling batch: texts per call in one forward pass (default), texts per call x "
+        "concurrency, or whole: one encode() of the call's texts at the library's batch size "
+        f"({bench_load.LIBRARY_BATCH}, sorted by length), the ceiling of a bulk call",
+    )
+    ceiling.add_argument(
+        "--ceiling-backend",
+        type=_backends,
+        default=["torch"],
+        metavar="B[,B...]",
+        help="torch, onnx, openvino or a comma list: each measured, the fastest named best "
+        "in-process (default torch; onnx and openvino export the model on the fly)",
     )
     ceiling.add_argument(
         "--ceiling-model",
         default=None,
         metavar="PATH",
         help="model directory or hub id for the ceiling (default: the bundled all-MiniLM-L6-v2)",
+    )
+    load.add_argument(
+        "--rounds",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="repeat ceiling, pool and peer N times per load; report medians and min..max (default 1)",
+    )
+    peer = parser.add_argument_group("peer")
+    peer.add_argument(
+        "--peer-url",
+        default="",
+        metavar="URL",
+        help="another OpenAI-style embeddings server, run with the same load after the pool: "
+        "POST URL/embeddings (e.g. http://host:7997, or http://host:8080/v1)",
+    )
+    peer.add_argument(
+        "--peer-model",
+        default="",
+        metavar="NAME",
+        help="model name sent to the peer (default: --model, else the model the pool answered "
+        "with, else sentence-transformers/all-MiniLM-L6-v2)",
     )
     out = parser.add_argument_group("output")
     out.add_argument(
@@ -200,6 +247,7 @@ def _common_settings(args: argparse.Namespace) -> dict[str, Any]:
         "requests": requests,
         "warmup_s": args.warmup,
         "seed": args.seed,
+        "rounds": args.rounds,
     }
 
 
@@ -214,59 +262,101 @@ def _batches(args: argparse.Namespace, batch_size: int) -> list[list[str]]:
 
 # -- ceiling -------------------------------------------------------------------------------------
 
+PEER_MODEL = "sentence-transformers/all-MiniLM-L6-v2"  # the bundled model's hub id
 
-def _ceilings(args: argparse.Namespace) -> dict[int, dict[str, Any]]:
-    """The in-process ceiling per batch size it needs (one for --ceiling-batch call)."""
-    sizes: list[int] = []
-    for concurrency in args.concurrency:
-        size = args.texts_per_call * (concurrency if args.ceiling_batch == "offered" else 1)
-        if size not in sizes:
-            sizes.append(size)
-    duration, requests = _bounds(args)
+
+def _ceiling_size(args: argparse.Namespace, concurrency: int) -> int:
+    return int(args.texts_per_call) * (concurrency if args.ceiling_batch == "offered" else 1)
+
+
+def _load_ceilings(args: argparse.Namespace) -> dict[str, Any]:
+    """Each backend's model, loaded once for every round (onnx and openvino export on load)."""
     threads = bench_load.cores()
-    _say(f"loading the in-process model ({threads} torch threads)")
-    model = bench_load.load_model(args.ceiling_model, threads)
-    name = Path(args.ceiling_model).name if args.ceiling_model else "all-MiniLM-L6-v2 (bundled)"
-    out: dict[int, dict[str, Any]] = {}
-    batch1: float | None = None
-    try:
-        for size in sorted(sizes):
-            _say(f"in-process ceiling: encode() batch {size}")
-            batches = _batches(args, size)
-            sample = bench_load.run_in_process(
-                model, batches, duration_s=duration, requests=requests, warmup_s=args.warmup
-            )
-            sample.model = name
-            settings = {
-                "target": "in-process",
-                "concurrency": 1,
-                "batch_size": size,
-                "threads": threads,
-                **_common_settings(args),
-                "model": name,
-                "variant": "",
-            }
-            result = bench_report.summarize(sample, "in-process", settings)
-            if size == 1:
-                batch1 = result["latency_ms"]["p50"]
-            elif batch1 is None:
-                batch1 = round(bench_load.batch1_p50_ms(model, [t for b in batches for t in b]), 3)
-            out[size] = result
-        for result in out.values():
-            result["batch1_p50_ms"] = batch1
-    finally:
-        del model
-        gc.collect()
-    return out
+    models: dict[str, Any] = {}
+    for backend in args.ceiling_backend:
+        _say(f"loading the in-process model, {backend} ({threads} threads)")
+        models[backend] = bench_load.load_model(args.ceiling_model, threads, backend)
+    return models
 
 
-def _ceiling_for(
-    args: argparse.Namespace, ceilings: dict[int, dict[str, Any]], concurrency: int
-) -> dict[str, Any]:
-    size = args.texts_per_call * (concurrency if args.ceiling_batch == "offered" else 1)
-    ceiling = dict(ceilings[size])
+class _Ceilings:
+    """The ceiling measurements of one round, per (backend, batch size); the one-text latency
+    is measured once per backend for the whole run."""
+
+    def __init__(self, args: argparse.Namespace, models: dict[str, Any]) -> None:
+        self.args, self.models = args, models
+        self.batch1: dict[str, float] = {}
+        self.measured: dict[tuple[str, int], dict[str, Any]] = {}
+
+    def new_round(self) -> None:
+        self.measured = {}
+
+    def get(self, backend: str, size: int) -> tuple[dict[str, Any], bool]:
+        """The measurement, and whether it was taken just now (not earlier this round)."""
+        key = (backend, size)
+        if key in self.measured:
+            return self.measured[key], False
+        self.measured[key] = self._measure(backend, size)
+        return self.measured[key], True
+
+    def _measure(self, backend: str, size: int) -> dict[str, Any]:
+        args, model = self.args, self.models[backend]
+        whole = args.ceiling_batch == "whole"
+        encode_batch = bench_load.LIBRARY_BATCH if whole else None
+        _say(f"in-process ceiling ({backend}): encode() of {size}" + (f" by {encode_batch}" if whole else ""))
+        duration, requests = _bounds(args)
+        batches = _batches(args, size)
+        sample = bench_load.run_in_process(
+            model,
+            batches,
+            duration_s=duration,
+            requests=requests,
+            warmup_s=args.warmup,
+            encode_batch=encode_batch,
+        )
+        name = Path(args.ceiling_model).name if args.ceiling_model else "all-MiniLM-L6-v2 (bundled)"
+        sample.model = name
+        settings = {
+            "target": "in-process",
+            "concurrency": 1,
+            "batch_size": size,
+            "threads": bench_load.cores(),
+            **_common_settings(args),
+            "model": name,
+            "variant": "",
+            "backend": backend,
+            "backends": list(args.ceiling_backend),
+            "ceiling_batch": args.ceiling_batch,
+        }
+        if whole:
+            settings["encode_batch_size"] = encode_batch
+        result = bench_report.summarize(sample, "in-process", settings)
+        if backend not in self.batch1:
+            if size == 1 and not whole:
+                self.batch1[backend] = result["latency_ms"]["p50"]
+            else:
+                texts = [t for b in batches for t in b]
+                self.batch1[backend] = round(bench_load.batch1_p50_ms(model, texts), 3)
+        result["batch1_p50_ms"] = self.batch1[backend]
+        return result
+
+
+def _ceiling_for(ceiling: dict[str, Any], concurrency: int) -> dict[str, Any]:
+    ceiling = dict(ceiling)
     ceiling["settings"] = {**ceiling["settings"], "ceiling_for_concurrency": concurrency}
     return ceiling
+
+
+def _attach_ceilings(result: dict[str, Any], ceilings: dict[str, dict[str, Any]]) -> None:
+    """The served run's ratios to each backend's ceiling: "ceiling"/"ratio" is torch's (else the
+    first backend's), "ceilings"/"ratios" every one's when there are several."""
+    main = "torch" if "torch" in ceilings else next(iter(ceilings))
+    result["ceiling"] = ceilings[main]
+    result["ratio"] = bench_report.ratios(result, ceilings[main])
+    if len(ceilings) > 1:
+        result["ceilings"] = ceilings
+        result["ratios"] = {b: bench_report.ratios(result, c) for b, c in ceilings.items()}
+        bench_report.best_in_process(result)
 
 
 # -- served --------------------------------------------------------------------------------------
@@ -279,58 +369,87 @@ def _scrape(args: argparse.Namespace) -> bench_report.Samples | str:
         return f"cannot scrape {', '.join(args.metrics_url)}: {err}"
 
 
-async def _served(args: argparse.Namespace, ceilings: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
-    options = ClientOptions(
-        target=args.target,
-        token=args.token,
-        tls=args.tls,
-        root_certificates=args.root_certificates,
-        timeout=args.timeout,
-    )
+def _load_settings(args: argparse.Namespace, concurrency: int, batches: list[list[str]]) -> LoadSettings:
     duration, requests = _bounds(args)
-    batches = _batches(args, args.texts_per_call)
-    results = []
-    for concurrency in args.concurrency:
-        settings = LoadSettings(
+    return LoadSettings(
+        target=args.target,
+        options=ClientOptions(
             target=args.target,
-            options=options,
-            concurrency=concurrency,
-            batches=batches,
-            duration_s=duration,
-            requests=requests,
-            warmup_s=args.warmup,
-            model=args.model,
-            variant=args.variant,
-            callers_per_channel=args.callers_per_channel,
-            timeout_s=args.timeout,
-        )
-        channels = 1 if args.callers_per_channel <= 0 else math.ceil(concurrency / args.callers_per_channel)
-        _say(
-            f"served: {concurrency} caller(s) on {channels} channel(s), {args.texts_per_call} text(s)/call, "
-            f"{duration if duration is not None else '-'}s / {requests or '-'} calls"
-        )
-        by_protocol: dict[str, dict[str, Any]] = {}
-        for protocol in args.protocol:
-            if len(args.protocol) > 1:
-                _say(f"  over {protocol}")
-            by_protocol[protocol] = await _served_run(
-                args, settings, protocol, concurrency, channels, ceilings
-            )
-            results.append(by_protocol[protocol])
-        if len(by_protocol) == 2:  # in either order: alternate it between runs to even out drift
-            by_protocol["http"]["vs_grpc"] = bench_report.versus_grpc(
-                by_protocol["http"], by_protocol["grpc"]
-            )
-    return results
+            token=args.token,
+            tls=args.tls,
+            root_certificates=args.root_certificates,
+            timeout=args.timeout,
+        ),
+        concurrency=concurrency,
+        batches=batches,
+        duration_s=duration,
+        requests=requests,
+        warmup_s=args.warmup,
+        model=args.model,
+        variant=args.variant,
+        callers_per_channel=args.callers_per_channel,
+        timeout_s=args.timeout,
+    )
+
+
+async def _rounds(args: argparse.Namespace, models: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every round runs, per load, the ceiling, then the pool, then the peer: each comparison
+    is between runs minutes apart at most. Rounds are combined load by load."""
+    ceilings = _Ceilings(args, models)
+    batches = _batches(args, args.texts_per_call) if not args.in_process else []
+    peer_model = args.peer_model or args.model
+    per_round: list[list[dict[str, Any]]] = []
+    for number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            _say(f"round {number} of {args.rounds}")
+        ceilings.new_round()
+        results: list[dict[str, Any]] = []
+        for concurrency in args.concurrency:
+            size = _ceiling_size(args, concurrency)
+            measured: dict[str, dict[str, Any]] = {}
+            for backend in models:
+                ceiling, new = ceilings.get(backend, size)
+                measured[backend] = _ceiling_for(ceiling, concurrency)
+                if args.in_process and (new or args.ceiling_batch == "offered"):
+                    results.append(measured[backend])
+            if args.in_process:
+                continue
+            served = await _served(args, _load_settings(args, concurrency, batches))
+            for result in served:
+                if measured:
+                    _attach_ceilings(result, measured)
+            if args.peer_url:
+                if not peer_model:  # the name the pool answered with: a pool as its own peer
+                    peer_model = next((r["model"] for r in served if r["model"]), "") or PEER_MODEL
+                peer = await _peer_run(args, _load_settings(args, concurrency, batches), peer_model)
+                for result in served:
+                    result["peer"] = peer
+                    result["vs_peer"] = bench_report.ratios(result, peer)
+            results.extend(served)
+        per_round.append(results)
+    return [bench_report.combine_rounds(list(runs)) for runs in zip(*per_round, strict=True)]
+
+
+async def _served(args: argparse.Namespace, settings: LoadSettings) -> list[dict[str, Any]]:
+    concurrency = settings.concurrency
+    duration, requests = settings.duration_s, settings.requests
+    channels = 1 if args.callers_per_channel <= 0 else math.ceil(concurrency / args.callers_per_channel)
+    _say(
+        f"served: {concurrency} caller(s) on {channels} channel(s), {args.texts_per_call} text(s)/call, "
+        f"{duration if duration is not None else '-'}s / {requests or '-'} calls"
+    )
+    by_protocol: dict[str, dict[str, Any]] = {}
+    for protocol in args.protocol:
+        if len(args.protocol) > 1:
+            _say(f"  over {protocol}")
+        by_protocol[protocol] = await _served_run(args, settings, protocol, channels)
+    if len(by_protocol) == 2:  # in either order: alternate it between runs to even out drift
+        by_protocol["http"]["vs_grpc"] = bench_report.versus_grpc(by_protocol["http"], by_protocol["grpc"])
+    return list(by_protocol.values())
 
 
 async def _served_run(
-    args: argparse.Namespace,
-    settings: LoadSettings,
-    protocol: str,
-    concurrency: int,
-    channels: int,
-    ceilings: dict[int, dict[str, Any]],
+    args: argparse.Namespace, settings: LoadSettings, protocol: str, channels: int
 ) -> dict[str, Any]:
     before = _scrape(args) if args.metrics_url else None
     if protocol == "http":
@@ -341,7 +460,7 @@ async def _served_run(
     record = {
         "target": _http_url(args) if protocol == "http" else args.target,
         "protocol": protocol,
-        "concurrency": concurrency,
+        "concurrency": settings.concurrency,
         **_common_settings(args),
         "model": args.model,
         "variant": args.variant,
@@ -357,26 +476,39 @@ async def _served_run(
             result["pool_metrics"] = bench_report.pool_metrics(
                 before or [], after or [], model=args.model, variant=args.variant
             )
-    if ceilings:
-        ceiling = _ceiling_for(args, ceilings, concurrency)
-        result["ceiling"] = ceiling
-        result["ratio"] = bench_report.ratios(result, ceiling)
     return result
 
 
+async def _peer_run(args: argparse.Namespace, settings: LoadSettings, model: str) -> dict[str, Any]:
+    _say(f"peer: {bench_load.peer_endpoint(args.peer_url)}, model {model}")
+    sample = await bench_load.run_peer_http(settings, args.peer_url, model)
+    record = {
+        "target": bench_load.peer_endpoint(args.peer_url),
+        "protocol": "http",
+        "concurrency": settings.concurrency,
+        **_common_settings(args),
+        "model": model,
+        "variant": "",
+        "timeout_s": args.timeout,
+    }
+    return bench_report.summarize(sample, "peer", record)
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.peer_url and args.in_process:
+        print("error: --peer-url runs beside the pool, not with --in-process", file=sys.stderr)
+        return 2
+    models: dict[str, Any] = {}
     try:
-        ceilings = _ceilings(args) if args.in_process or args.ceiling else {}
-        if args.in_process:
-            if args.ceiling_batch == "offered":
-                results = [_ceiling_for(args, ceilings, c) for c in args.concurrency]
-            else:
-                results = list(ceilings.values())
-        else:
-            results = asyncio.run(_served(args, ceilings))
+        if args.in_process or args.ceiling:
+            models = _load_ceilings(args)
+        results = asyncio.run(_rounds(args, models))
     except BenchError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    finally:
+        models.clear()
+        gc.collect()
     if args.json:
         sweep = len(results) > 1
         print(json.dumps(results if sweep else results[0], indent=2))

