@@ -162,7 +162,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
         return 0
     rows = [("NAME", "DIMS", "MAX TOKENS", "MAX BATCH", "SIMILARITY", "VARIANTS (* default)")]
     for m in models:
-        variants = ", ".join(v.name + ("*" if v.is_default else "") for v in m.variants)
+        variants = ", ".join(
+            v.name + ("*" if v.is_default else "") + (f" ({v.backend})" if v.backend else "")
+            for v in m.variants
+        )
         batch = m.limits.max_inputs_per_request
         rows.append(
             (

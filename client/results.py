@@ -65,6 +65,12 @@ class VariantInfo:
     dtype: str
     dimensions: int
     is_default: bool
+    # Why it runs on `backend` where the pool chose it (catalogue backend auto): the figures.
+    backend_reason: str = ""
+    # Lowest cosine to torch float32 on held-out texts where checked at load; 0: not checked.
+    min_cosine_to_fp32: float = 0.0
+    # The answering replica CPU's speed-deciding instructions (avx2, avx512_vnni, amx_int8 ...).
+    cpu_features: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, msg: pb.VariantInfo) -> VariantInfo:
@@ -75,6 +81,9 @@ class VariantInfo:
             dtype=msg.dtype,
             dimensions=msg.dimensions,
             is_default=msg.is_default,
+            backend_reason=msg.backend_reason,
+            min_cosine_to_fp32=msg.min_cosine_to_fp32,
+            cpu_features=tuple(msg.cpu_features),
         )
 
 

@@ -121,3 +121,10 @@ class VariantDescription:
     query_prompt_name: str | None = None
     document_prompt_name: str | None = None
     similarity: SimilarityName = "cosine"
+    # The runtime it runs on (an auto variant's choice), and why when it was chosen here.
+    backend: str = ""
+    backend_reason: str = ""
+    # Lowest cosine to torch fp32 on held-out texts where it was checked at load; 0: not checked.
+    min_cosine_to_fp32: float = 0.0
+    # The replica CPU's speed-deciding instructions (avx2, avx512_vnni, amx_int8 ...).
+    cpu_features: tuple[str, ...] = ()

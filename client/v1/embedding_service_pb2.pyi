@@ -252,20 +252,26 @@ class SimilarityResponse(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[_Union[SimilarityRow, _Mapping]]] = ..., mode: _Optional[_Union[SimilarityMode, str]] = ..., model: _Optional[str] = ..., variant: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ...) -> None: ...
 
 class VariantInfo(_message.Message):
-    __slots__ = ("name", "backend", "device", "dtype", "dimensions", "is_default")
+    __slots__ = ("name", "backend", "device", "dtype", "dimensions", "is_default", "backend_reason", "min_cosine_to_fp32", "cpu_features")
     NAME_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_REASON_FIELD_NUMBER: _ClassVar[int]
+    MIN_COSINE_TO_FP32_FIELD_NUMBER: _ClassVar[int]
+    CPU_FEATURES_FIELD_NUMBER: _ClassVar[int]
     name: str
     backend: Backend
     device: Device
     dtype: str
     dimensions: int
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., device: _Optional[_Union[Device, str]] = ..., dtype: _Optional[str] = ..., dimensions: _Optional[int] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    backend_reason: str
+    min_cosine_to_fp32: float
+    cpu_features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., backend: _Optional[_Union[Backend, str]] = ..., device: _Optional[_Union[Device, str]] = ..., dtype: _Optional[str] = ..., dimensions: _Optional[int] = ..., is_default: _Optional[bool] = ..., backend_reason: _Optional[str] = ..., min_cosine_to_fp32: _Optional[float] = ..., cpu_features: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Limits(_message.Message):
     __slots__ = ("max_inputs_per_request", "max_message_bytes", "max_input_tokens")

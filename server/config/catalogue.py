@@ -28,13 +28,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from embedpool.server.errors import ConfigError, InvalidArgument, NotFound
-from embedpool.server.types import BackendName, DeviceName, SimilarityName
+from embedpool.server.types import DeviceName, SimilarityName
 
 DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("default_catalogue.yaml")
 CACHE_DIR_ENV = "EMBEDPOOL_CACHE_DIR"
 
 DTypeName = Literal["float32", "float16", "bfloat16"]
 QuantizeName = Literal["dynamic-int8", "weights-int8"]
+# A variant's runtime: one of the wire's backends, or auto (the fastest exact CPU backend on
+# each node, measured at first start; model/backend_choice.py).
+VariantBackendName = Literal["torch", "onnx", "openvino", "custom", "auto"]
 
 BACKENDS: tuple[str, ...] = ("torch", "onnx", "openvino", "custom")
 DEVICES: tuple[str, ...] = ("cpu", "cuda")
@@ -207,7 +210,12 @@ class VariantConfig(_Strict):
         description="Variant name, unique within the model. Omitted: derived as "
         "'<backend>-<device>[-<file tag>]', e.g. 'torch-cpu', 'onnx-cpu-int8'.",
     )
-    backend: BackendName = Field("torch", description="Inference runtime: torch, onnx, openvino or custom.")
+    backend: VariantBackendName = Field(
+        "torch",
+        description="Inference runtime: torch, onnx, openvino, custom, or auto: the fastest exact one "
+        "of torch, onnx and openvino (fp32) on each node's CPU, measured at first start and cached in "
+        "cache_dir.",
+    )
     device: DeviceName = Field("cpu", description="Where it runs: cpu or cuda.")
     dtype: DTypeName = Field(
         "float32",
@@ -287,8 +295,22 @@ class VariantConfig(_Strict):
                 raise _FieldError("class_path", f"is only used by the custom backend, not {self.backend}")
             if self.class_kwargs:
                 raise _FieldError("class_kwargs", f"is only used by the custom backend, not {self.backend}")
+        if self.backend == "auto":
+            for key in ("file_name", "quantize"):
+                if getattr(self, key) is not None:
+                    raise _FieldError(
+                        key, "is not used by backend auto (it serves exact fp32); name the backend"
+                    )
+            if self.model_kwargs:
+                raise _FieldError(
+                    "model_kwargs", "differ from backend to backend; name the backend to pass them (not auto)"
+                )
+            if self.device != "cpu":
+                raise _FieldError(
+                    "device", "backend auto chooses among CPU runtimes; on cuda name the backend"
+                )
         if self.dtype != "float32":
-            if self.backend in ("onnx", "openvino"):
+            if self.backend in ("onnx", "openvino", "auto"):
                 raise _FieldError(
                     "dtype",
                     f"{self.dtype} is not available for {self.backend}; use float32, or name a "

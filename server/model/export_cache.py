@@ -101,7 +101,8 @@ def cached_file(directory: Path, expected: dict[str, Any]) -> str | None:
 
 
 @contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
+def locked(directory: Path) -> Iterator[None]:
+    """Hold ``directory``'s lock (a file beside it): one process on this host works on it at a time."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     if fcntl is None:  # pragma: no cover
         yield
@@ -129,7 +130,7 @@ def ensure_export(
     file_name = cached_file(directory, expected)
     if file_name is not None:
         return file_name
-    with _locked(directory):
+    with locked(directory):
         file_name = cached_file(directory, expected)  # another process may have built it meanwhile
         if file_name is not None:
             return file_name

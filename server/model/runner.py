@@ -22,6 +22,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,10 @@ import numpy as np
 from embedpool.server import tracing
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig, resolve_cache_dir
 from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
+from embedpool.server.model import backend_choice
 from embedpool.server.model import threads as thread_settings
 from embedpool.server.model.custom import CustomEmbedder, default_count_tokens, import_class, instantiate
-from embedpool.server.model.loading import WeightsLocation, load_sentence_transformer
+from embedpool.server.model.loading import WeightsLocation, load_sentence_transformer, resolve_source
 from embedpool.server.model.postprocess import (
     CALIBRATION_CORPUS,
     CalibrationRanges,
@@ -72,9 +74,24 @@ def load_runner(
     cache = resolve_cache_dir(cache_dir)
     threads = threads if threads is not None else variant_cfg.effective_threads
     if variant_cfg.backend == "custom":
-        return CustomRunner(model_cfg, variant_cfg, threads)
-    model, weights = load_sentence_transformer(model_cfg, variant_cfg, cache, threads)
-    return SentenceTransformerRunner(model, model_cfg, variant_cfg, weights, threads)
+        runner: ModelRunner = CustomRunner(model_cfg, variant_cfg, threads)
+    elif variant_cfg.backend == "auto":
+        choice, runner = backend_choice.choose(
+            model_cfg,
+            variant_cfg,
+            cache,
+            threads,
+            resolve_source(model_cfg.source).location,
+            lambda concrete: load_runner(model_cfg, concrete, cache, threads),
+        )
+        runner.description = replace(
+            runner.description, backend_reason=choice.reason(), min_cosine_to_fp32=choice.winner.min_cosine
+        )
+    else:
+        model, weights = load_sentence_transformer(model_cfg, variant_cfg, cache, threads)
+        runner = SentenceTransformerRunner(model, model_cfg, variant_cfg, weights, threads)
+    runner.description = replace(runner.description, cpu_features=backend_choice.cpu_features())
+    return runner
 
 
 def merge_prompts(model_prompts: dict[str, str] | None, catalogue_prompts: dict[str, str]) -> dict[str, str]:
@@ -326,6 +343,7 @@ class SentenceTransformerRunner(ModelRunner):
             query_prompt_name=query_name,
             document_prompt_name=document_name,
             similarity=similarity,  # type: ignore[arg-type]
+            backend=variant_cfg.backend,
         )
 
     # -- public ---------------------------------------------------------------------------------
@@ -601,6 +619,7 @@ class CustomRunner(ModelRunner):
             query_prompt_name=model_cfg.query_prompt_name,
             document_prompt_name=model_cfg.document_prompt_name,
             similarity=model_cfg.similarity or "cosine",
+            backend="custom",
         )
         self._calibrate(self._embed(list(CALIBRATION_CORPUS), "document"))
 

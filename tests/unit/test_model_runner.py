@@ -51,6 +51,7 @@ CATALOGUE: dict[str, Any] = {
                 {"backend": "onnx", "quantize": "dynamic-int8"},
                 {"backend": "openvino"},
                 {"backend": "openvino", "quantize": "weights-int8"},
+                {"name": "auto", "backend": "auto"},
             ],
         },
         {
@@ -640,6 +641,36 @@ def test_openvino_int8_weights_is_close_to_torch(
     assert r.description.dtype == "int8-weights"
     vectors = out(r.embed_batch([EmbedItem(texts=TEXTS, truncate=True)])[0]).vectors
     assert cosine(vectors, torch_vectors).min() >= 0.995  # measured: min 0.998, mean 0.9995
+
+
+@pytest.mark.slow
+def test_backend_auto_serves_the_fastest_exact_backend_and_remembers_it(
+    catalogue: Catalogue, cache_dir: Path, torch_vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real measurement: torch, ONNX and OpenVINO fp32 loaded, checked and timed; the winner
+    serves torch's vectors; a second start reads the decision instead of measuring."""
+    from embedpool.server.model import backend_choice
+
+    model_cfg, variant_cfg = catalogue.resolve("minilm", "auto")
+    r = load_runner(model_cfg, variant_cfg, cache_dir, threads=2)
+    d = r.description
+    assert r.variant_name == "auto" and d.backend == r.backend
+    assert d.backend in backend_choice.installed_backends() == ("torch", "onnx", "openvino")
+    assert d.backend_reason.startswith(f"fastest exact backend here: {d.backend} ")
+    for other in {"torch", "onnx", "openvino"} - {d.backend}:
+        assert f"{other} " in d.backend_reason
+    assert d.min_cosine_to_fp32 >= backend_choice.EXACT_MIN_COSINE
+    assert set(d.cpu_features) <= set(backend_choice.SPEED_FLAGS)
+    vectors = out(r.embed_batch([EmbedItem(texts=TEXTS, truncate=True)])[0]).vectors
+    assert cosine(vectors, torch_vectors).min() >= 0.9999
+
+    def no_measuring(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(backend_choice, "measure", no_measuring)
+    again = load_runner(model_cfg, variant_cfg, cache_dir, threads=2)
+    assert again.description.backend == d.backend
+    assert "cached from a measurement" in again.description.backend_reason
 
 
 @pytest.mark.slow
