@@ -34,7 +34,7 @@ DEFAULT_CATALOGUE_PATH = Path(__file__).with_name("default_catalogue.yaml")
 CACHE_DIR_ENV = "EMBEDPOOL_CACHE_DIR"
 
 DTypeName = Literal["float32", "float16", "bfloat16"]
-QuantizeName = Literal["dynamic-int8", "weights-int8"]
+QuantizeName = Literal["dynamic-int8", "weights-int8", "static-int8"]
 # A variant's runtime: one of the wire's backends, or auto (the fastest exact CPU backend on
 # each node, measured at first start; model/backend_choice.py).
 VariantBackendName = Literal["torch", "onnx", "openvino", "custom", "auto"]
@@ -232,8 +232,15 @@ class VariantConfig(_Strict):
     quantize: QuantizeName | None = Field(
         None,
         description="Make a quantized model when file_name is missing: 'dynamic-int8' (onnx: dynamic int8 "
-        "quantization for this CPU's instruction set) or 'weights-int8' (openvino: int8 weight "
-        "compression). Written once into cache_dir.",
+        "quantization for this CPU's instruction set), 'weights-int8' (openvino: int8 weight "
+        "compression) or 'static-int8' (openvino: weights and activations in int8, calibrated with NNCF "
+        "on calibration_file or a built-in set; pays on CPUs with VNNI or AMX). Written once into cache_dir.",
+    )
+    calibration_file: str | None = Field(
+        None,
+        description="quantize static-int8 only: a UTF-8 text file, one calibration text per line, like the "
+        "texts the pool will embed ('./' and '../' are relative to the catalogue file). null: the built-in "
+        "set (server/model/calibration.py).",
     )
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict,
@@ -329,6 +336,10 @@ class VariantConfig(_Strict):
                 raise _FieldError("quantize", "'dynamic-int8' is only available for the onnx backend")
             if self.device != "cpu":
                 raise _FieldError("quantize", "'dynamic-int8' models run on CPU; use device cpu")
+        if self.quantize == "static-int8" and self.backend != "openvino":
+            raise _FieldError("quantize", "'static-int8' is only available for the openvino backend")
+        if self.calibration_file is not None and self.quantize != "static-int8":
+            raise _FieldError("calibration_file", "is only used with quantize 'static-int8'")
         if self.quantize == "weights-int8" and self.backend != "openvino":
             raise _FieldError("quantize", "'weights-int8' is only available for the openvino backend")
         if self.device == "cuda" and self.resources.num_gpus <= 0:
@@ -351,7 +362,7 @@ class VariantConfig(_Strict):
             tag = re.sub(r"[^A-Za-z0-9.]+", "-", stem).strip("-.").lower()
             return tag or None
         if self.quantize is not None:
-            return "int8"
+            return "qint8" if self.quantize == "static-int8" else "int8"
         if self.dtype != "float32":
             return {"float16": "fp16", "bfloat16": "bf16"}[self.dtype]
         return None
@@ -668,6 +679,8 @@ def catalogue_from_dict(data: Any, *, origin: str = "catalogue", base_dir: Path 
                 path, sep, attr = (variant.class_path or "").rpartition(":")
                 if sep and path.endswith(".py") and path.startswith(("./", "../")):
                     variant.class_path = f"{(base_dir / path).resolve()}:{attr}"
+                if variant.calibration_file and variant.calibration_file.startswith(("./", "../")):
+                    variant.calibration_file = str((base_dir / variant.calibration_file).resolve())
         if catalogue.cache_dir and catalogue.cache_dir.startswith(("./", "../")):
             catalogue.cache_dir = str((base_dir / catalogue.cache_dir).resolve())
     return catalogue

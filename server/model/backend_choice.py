@@ -25,7 +25,6 @@ import importlib.util
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +36,7 @@ import numpy as np
 
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig
 from embedpool.server.errors import ConfigError
+from embedpool.server.model.calibration import generated_texts
 from embedpool.server.model.export_cache import cpu_flags, locked
 from embedpool.server.types import EmbedItem, EmbedOutput
 
@@ -63,16 +63,6 @@ ROUNDS = 5
 BATCH = 32
 CHOICE_FORMAT = 2
 
-_WORD_LIST = (
-    "river mountain ledger invoice cluster kernel protein harvest violin orbit lantern "
-    "contract glacier pixel sermon tariff enzyme ballot compiler meadow turbine senate "
-    "novel vaccine archive bridge quarry harbor engine theorem canyon market signal "
-    "the a of to and in for with on by from quickly slowly never often rarely again "
-    "measured reviewed shipped rejected approved painted repaired counted described "
-    "old new red green silent bright distant careful ancient public private modern"
-)
-_WORDS = tuple(_WORD_LIST.split())
-
 _PACKAGES = {
     "torch": ("torch",),
     "onnx": ("onnxruntime", "optimum.onnxruntime"),
@@ -81,11 +71,8 @@ _PACKAGES = {
 
 
 def held_out_texts(n: int = BATCH, seed: int = 20261206) -> list[str]:
-    """Texts of 6-40 words that are in no calibration corpus, the same on every node."""
-    rng = random.Random(seed)
-    return [
-        " ".join(rng.choice(_WORDS) for _ in range(rng.randint(6, 40))).capitalize() + "." for _ in range(n)
-    ]
+    """Texts of 6-40 words that are in no calibration set, the same on every node."""
+    return generated_texts(n, seed)
 
 
 def cpu_features() -> tuple[str, ...]:
@@ -237,6 +224,17 @@ def _read(path: Path, key: dict[str, Any]) -> BackendChoice | None:
         return BackendChoice.from_json(data["choice"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def int8_instructions() -> tuple[str, ...]:
+    """This CPU's int8 dot-product instructions; without them int8 may run no faster than fp32."""
+    return tuple(f for f in cpu_features() if f in ("avx_vnni", "avx512_vnni", "amx_int8"))
+
+
+def cosine_to_reference(runner: ModelRunner, reference: ModelRunner, texts: list[str]) -> tuple[float, float]:
+    """(min, mean) cosine between two runners' vectors for the same texts."""
+    cosines = np.sum(_vectors(runner, texts) * _vectors(reference, texts), axis=1)
+    return float(np.min(cosines)), float(np.mean(cosines))
 
 
 def _vectors(runner: ModelRunner, texts: list[str]) -> np.ndarray:

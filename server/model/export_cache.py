@@ -34,6 +34,9 @@ MARKER = "embedpool-export.json"
 FORMAT_VERSION = 1
 ONNX_FP32_FILE = "onnx/model.onnx"
 OPENVINO_FILE = "openvino/openvino_model.xml"
+# The name sentence-transformers' export_static_quantized_openvino_model gives its file, which
+# model cards and the LlamaIndex docs load as file_name.
+OPENVINO_STATIC_INT8_FILE = "openvino/openvino_model_qint8_quantized.xml"
 
 try:  # POSIX only; elsewhere exports are not serialized between processes.
     import fcntl
@@ -233,8 +236,16 @@ def quantize_onnx_dynamic_int8(fp32_dir: str, fp32_file: str, config_name: str, 
     return file_name
 
 
-def export_openvino(source: str, revision: str | None, quantize: str | None, target: Path) -> str:
-    """Export the weights at ``source`` to OpenVINO IR (optionally with int8 weights) into ``target``."""
+def export_openvino(
+    source: str,
+    revision: str | None,
+    quantize: str | None,
+    target: Path,
+    calibration: list[str] | None = None,
+) -> str:
+    """Export the weights at ``source`` to OpenVINO IR (optionally quantized) into ``target``."""
+    if quantize == "static-int8":
+        return _static_int8_openvino(source, revision, calibration or [], target)
     model_kwargs: dict[str, Any] = {"export": True}
     if quantize == "weights-int8":
         from optimum.intel import OVWeightQuantizationConfig
@@ -245,3 +256,35 @@ def export_openvino(source: str, revision: str | None, quantize: str | None, tar
     model = _load_for_export(source, revision, "openvino", model_kwargs)
     model.save_pretrained(str(target))
     return OPENVINO_FILE
+
+
+def _static_int8_openvino(source: str, revision: str | None, texts: list[str], target: Path) -> str:
+    """Weights and activations in int8 (NNCF post-training quantization through optimum-intel),
+    activation ranges calibrated on ``texts``; saved as OPENVINO_STATIC_INT8_FILE beside the
+    tokenizer and sentence-transformers modules, so the directory loads like a model card's."""
+    import nncf
+    from optimum.intel import OVConfig, OVQuantizationConfig, OVQuantizer
+
+    model = _load_for_export(source, revision, "openvino", {"export": True})
+    model.save_pretrained(str(target))
+    tokenizer = model.tokenizer
+    max_length = int(model.max_seq_length)
+    samples = [
+        dict(tokenizer(text, truncation=True, max_length=max_length, return_tensors="np")) for text in texts
+    ]
+    quantizer = OVQuantizer.from_pretrained(model.transformers_model)
+    config = OVConfig(quantization_config=OVQuantizationConfig(num_samples=len(samples)))
+    with tempfile.TemporaryDirectory(dir=target.parent) as quantized:
+        quantizer.quantize(
+            calibration_dataset=nncf.Dataset(samples), save_directory=quantized, ov_config=config
+        )
+        made = Path(quantized) / OPENVINO_FILE
+        if not made.is_file():  # optimum-intel saves at the top level of the directory
+            made = Path(quantized) / Path(OPENVINO_FILE).name
+        final = target / OPENVINO_STATIC_INT8_FILE
+        os.replace(made, final)
+        os.replace(made.with_suffix(".bin"), final.with_suffix(".bin"))
+    # The fp32 copy save_pretrained made is not needed next to the quantized file.
+    for leftover in (target / OPENVINO_FILE, (target / OPENVINO_FILE).with_suffix(".bin")):
+        leftover.unlink(missing_ok=True)
+    return OPENVINO_STATIC_INT8_FILE

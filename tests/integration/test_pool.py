@@ -150,6 +150,11 @@ def test_list_and_get_model(client: EmbeddingClient) -> None:
     m = client.get_model("all-minilm-l6-v2")
     assert m.dimensions == 384 and m.max_input_tokens == 256
     assert {v.name for v in m.variants} == {"torch-cpu", "onnx-cpu", "onnx-int8", "openvino-cpu"}
+    variants = {v.name: v for v in m.variants}
+    # An int8 variant is checked against torch fp32 at load; the figure and the CPU's instructions show.
+    assert 0.9 <= variants["onnx-int8"].min_cosine_to_fp32 < 1.0
+    assert variants["torch-cpu"].min_cosine_to_fp32 == 0.0 and variants["torch-cpu"].backend_reason == ""
+    assert all(v.cpu_features == variants["torch-cpu"].cpu_features for v in m.variants)
 
 
 def test_count_tokens(client: EmbeddingClient) -> None:

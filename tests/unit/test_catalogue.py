@@ -158,6 +158,14 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
         (one_model(backend="onnx", quantize="int4"), "models[0].variants[0].quantize: Input should be"),
         (one_model(backend="torch", file_name="x.onnx"), "models[0].variants[0].file_name: is only used by"),
         (
+            one_model(backend="onnx", quantize="static-int8"),
+            "models[0].variants[0].quantize: 'static-int8' is only available for the openvino backend",
+        ),
+        (
+            one_model(backend="openvino", calibration_file="x.txt"),
+            "models[0].variants[0].calibration_file: is only used with quantize 'static-int8'",
+        ),
+        (
             one_model(backend="auto", quantize="dynamic-int8"),
             "models[0].variants[0].quantize: is not used by backend auto",
         ),
