@@ -117,8 +117,11 @@ class BatchingConfig(_Strict):
     max_batch_tokens: int = Field(
         16384,
         ge=1,
-        description="Padded tokens (rows x longest row) one forward pass may hold; the model layer splits "
-        "bigger batches into several passes.",
+        description="Tokens one batch may hold. The router cuts hops to replicas by its estimate (UTF-8 "
+        "bytes / 4 per text) and the model layer splits forward passes by exact padded tokens (rows x "
+        "longest row). Smaller keeps a query quick beside bulk work on a CPU (4096 in the default "
+        "catalogue: a one-text call beside a flood of long documents waited 0.47 s at p99, not 4 s); a GPU "
+        "wants more.",
     )
 
 

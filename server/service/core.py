@@ -81,6 +81,7 @@ class RouterCore:
                     max_batch_texts=variant.batching.max_batch_size,
                     max_in_flight=max(max_in_flight, max_in_flight * variant.autoscaling.max_replicas),
                     max_queued_requests=catalogue.limits.max_queued_requests,
+                    max_batch_tokens=variant.batching.max_batch_tokens,
                     name=name,
                 )
 

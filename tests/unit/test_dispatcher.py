@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from embedpool.server.errors import EmbedpoolError, InvalidArgument, Overloaded, Unavailable
-from embedpool.server.service.batching import Dispatcher
+from embedpool.server.service.batching import Dispatcher, estimate_tokens
 from embedpool.server.types import EmbedItem, EmbedOutput
 
 
@@ -170,3 +170,74 @@ async def test_side_by_side_chunks_report_the_slowest_chunks_times() -> None:
     merged = await d.submit(EmbedItem(texts=["a", "b", "c", "d", "e"]))
     # three chunks ran side by side: the caller waited for the slowest, not for their sum
     assert (merged.queue_ns, merged.inference_ns) == (9_000, 70_000)
+
+
+def test_estimate_tokens() -> None:
+    assert estimate_tokens("") == 2
+    assert estimate_tokens("word " * 100) == 127  # 500 bytes / 4 + 2 (special tokens)
+    assert estimate_tokens("火星" * 10) == 17  # 60 UTF-8 bytes: CJK is not under-counted 4x
+    assert estimate_tokens("x" * 100_000) == 512  # no model takes more per input
+
+
+async def test_batches_and_chunks_respect_the_token_budget() -> None:
+    model = SlowModel()
+    d = make(model, max_batch_tokens=600)
+    long = "w" * 1000  # 252 tokens estimated
+    out = await d.submit(EmbedItem(texts=[long] * 5 + ["short"]))
+    assert out.vectors.shape == (6, 1)
+    assert model.batches == [[3], [2], [1]]  # short + two long, two long, one long: <= 600 tokens each
+    model.batches.clear()
+    await asyncio.gather(*(d.submit(EmbedItem(texts=[long])) for _ in range(4)))
+    assert all(sum(b) <= 2 for b in model.batches)  # two 252-token requests per hop at most
+
+
+async def test_small_requests_go_before_queued_bulk_work() -> None:
+    """A query arriving behind a queue of long documents rides in the next batch."""
+    model = SlowModel(delay=0.02)
+    d = make(model, max_batch_tokens=1024)
+    long = "w" * 1000
+    bulk = [asyncio.ensure_future(d.submit(EmbedItem(texts=[long] * 4))) for _ in range(5)]
+    await asyncio.sleep(0)  # the first bulk request is in flight, four are queued
+    query = asyncio.ensure_future(d.submit(EmbedItem(texts=["what is the red planet?"])))
+    await query
+    assert sum(not f.done() for f in bulk) >= 3  # answered while most bulk work still waits
+    await asyncio.gather(*bulk)
+    assert model.batches[1][0] == 1  # the query led the first batch formed after it arrived
+
+
+async def test_bulk_work_that_waited_long_enough_is_not_starved() -> None:
+    model = SlowModel(delay=0.01)
+    d = Dispatcher(
+        model,
+        max_batch_texts=64,
+        max_in_flight=1,
+        max_queued_requests=1000,
+        max_batch_tokens=1024,
+        bulk_after_s=0.05,
+    )
+    bulk = asyncio.ensure_future(d.submit(EmbedItem(texts=["w" * 1000] * 3)))
+
+    async def queries() -> None:
+        while not bulk.done():  # a steady stream of small requests that never lets up
+            await asyncio.gather(*(d.submit(EmbedItem(texts=["q"])) for _ in range(4)))
+
+    await asyncio.wait_for(asyncio.gather(bulk, queries()), timeout=10)
+
+
+async def test_an_over_long_input_in_a_cut_request_is_named_by_its_request_index() -> None:
+    async def refuse_long(items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        out: list[EmbedOutput | EmbedpoolError] = []
+        for item in items:
+            over = [j for j, t in enumerate(item.texts) if len(t) > 100]
+            if over:
+                out.append(InvalidArgument(f"input {over[0]} has 300 tokens; the model's limit is 256"))
+            else:
+                vec = np.zeros((len(item.texts), 1), dtype=np.float32)
+                out.append(EmbedOutput(vectors=vec, dimensions=1, input_tokens=0, truncated=0))
+        return out
+
+    d = Dispatcher(refuse_long, max_batch_texts=4, max_in_flight=2, max_queued_requests=100)
+    texts = ["a" * (i % 7 + 1) for i in range(20)]
+    texts[13] = "z" * 1200  # sorted last, so the 4th text of the 5th chunk
+    with pytest.raises(InvalidArgument, match=r"^input 13 has 300 tokens"):
+        await d.submit(EmbedItem(texts=texts))
