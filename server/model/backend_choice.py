@@ -250,20 +250,6 @@ def _seconds(runner: ModelRunner, texts: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def _timed(
-    backend: str,
-    texts_per_s: float,
-    one_s: float,
-    torch_one_s: float,
-    batch_s: dict[str, list[float]],
-    cosine: float,
-) -> Figures:
-    batch_speedup = min(batch_s["torch"]) / min(batch_s[backend])
-    return Figures(
-        backend, texts_per_s, 1000 * one_s, cosine, score=(batch_speedup * torch_one_s / one_s) ** 0.5
-    )
-
-
 def measure(
     candidates: Sequence[str], load: Callable[[str], ModelRunner], threads: int
 ) -> tuple[BackendChoice, ModelRunner]:
@@ -298,12 +284,16 @@ def measure(
         for backend, runner in runners.items():
             batch_s[backend].append(_seconds(runner, texts))
             one_s[backend].extend(_seconds(runner, [text]) for text in texts[:3])
-    figures = tuple(
-        Figures(b, ruled_out=ruled_out[b], min_cosine=cosines.get(b, 0.0))
-        if b in ruled_out
-        else _timed(b, len(texts) / min(batch_s[b]), min(one_s[b]), min(one_s["torch"]), batch_s, cosines[b])
-        for b in candidates
-    )
+    best_batch = {b: min(times) for b, times in batch_s.items()}
+    best_one = {b: min(times) for b, times in one_s.items()}
+
+    def figures_of(b: str) -> Figures:
+        if b in ruled_out:
+            return Figures(b, ruled_out=ruled_out[b], min_cosine=cosines.get(b, 0.0))
+        speedup = (best_batch["torch"] / best_batch[b]) * (best_one["torch"] / best_one[b])
+        return Figures(b, len(texts) / best_batch[b], 1000 * best_one[b], cosines[b], score=speedup**0.5)
+
+    figures = tuple(figures_of(b) for b in candidates)
     winner = max((f for f in figures if not f.ruled_out), key=lambda f: f.score)
     chosen = runners.pop(winner.backend)
     runners.clear()
