@@ -185,8 +185,7 @@ class BackendChoice:
         )
 
 
-def signature(model_cfg: ModelConfig, source: str, threads: int, candidates: Sequence[str]) -> dict[str, Any]:
-    """What the decision depends on; a change in any of it measures again."""
+def runtime_versions() -> dict[str, str]:
     versions = {}
     for package in (
         "torch",
@@ -198,6 +197,11 @@ def signature(model_cfg: ModelConfig, source: str, threads: int, candidates: Seq
     ):
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
+    return versions
+
+
+def signature(model_cfg: ModelConfig, source: str, threads: int, candidates: Sequence[str]) -> dict[str, Any]:
+    """What the decision depends on; a change in any of it measures again."""
     return {
         "format": CHOICE_FORMAT,
         "source": source,
@@ -207,13 +211,34 @@ def signature(model_cfg: ModelConfig, source: str, threads: int, candidates: Seq
         "features": list(cpu_features()),
         "threads": threads,
         "candidates": list(candidates),
-        "versions": versions,
+        "versions": runtime_versions(),
     }
 
 
-def choice_path(cache_dir: Path, model_name: str, key: dict[str, Any]) -> Path:
+def choice_path(cache_dir: Path, model_name: str, key: dict[str, Any], kind: str = "backend-choice") -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    return Path(cache_dir) / model_name / "backend-choice" / f"{digest}.json"
+    return Path(cache_dir) / model_name / kind / f"{digest}.json"
+
+
+def recall(cache_dir: Path, model_name: str, kind: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """What an earlier start wrote with ``remember`` for exactly this key, or None."""
+    try:
+        data = json.loads(choice_path(cache_dir, model_name, key, kind).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    value = data.get("value") if isinstance(data, dict) and data.get("key") == key else None
+    return value if isinstance(value, dict) else None
+
+
+def remember(cache_dir: Path, model_name: str, kind: str, key: dict[str, Any], value: dict[str, Any]) -> None:
+    path = choice_path(cache_dir, model_name, key, kind)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"key": key, "value": value}, indent=2), encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:  # a read-only cache costs a re-check at the next start, nothing more
+        logger.warning("could not keep %s in %s: %s", kind, path.parent, exc)
 
 
 def _read(path: Path, key: dict[str, Any]) -> BackendChoice | None:

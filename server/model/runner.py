@@ -31,7 +31,7 @@ import numpy as np
 from embedpool.server import tracing
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig, resolve_cache_dir
 from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
-from embedpool.server.model import backend_choice
+from embedpool.server.model import backend_choice, int8_check
 from embedpool.server.model import threads as thread_settings
 from embedpool.server.model.custom import CustomEmbedder, default_count_tokens, import_class, instantiate
 from embedpool.server.model.loading import WeightsLocation, load_sentence_transformer, resolve_source
@@ -90,53 +90,18 @@ def load_runner(
     else:
         model, weights = load_sentence_transformer(model_cfg, variant_cfg, cache, threads)
         runner = SentenceTransformerRunner(model, model_cfg, variant_cfg, weights, threads)
-        if runner.description.dtype in INT8_LABELS:
-            cosine = _check_against_fp32(runner, model_cfg, variant_cfg, cache, threads)
+        if runner.description.dtype in int8_check.INT8_LABELS:
+            cosine = int8_check.check_against_fp32(
+                runner,
+                runner.weights,
+                model_cfg,
+                variant_cfg,
+                cache,
+                lambda torch_cfg: load_runner(model_cfg, torch_cfg, cache, threads),
+            )
             runner.description = replace(runner.description, min_cosine_to_fp32=cosine)
     runner.description = replace(runner.description, cpu_features=backend_choice.cpu_features())
     return runner
-
-
-INT8_LABELS = ("qint8", "quint8", "int8", "int8-weights")
-HELD_OUT_CHECK_TEXTS = 64
-
-
-def _check_against_fp32(
-    runner: ModelRunner, model_cfg: ModelConfig, variant_cfg: VariantConfig, cache: Path, threads: int
-) -> float:
-    """An int8 variant's min cosine to torch fp32 of the same weights on held-out texts, logged
-    with the CPU's int8 instructions; 0.0 when no torch reference can be loaded here."""
-    torch_cfg = variant_cfg.model_copy(
-        update={
-            "backend": "torch",
-            "file_name": None,
-            "quantize": None,
-            "calibration_file": None,
-            "model_kwargs": {},
-        }
-    )
-    try:
-        reference = load_runner(model_cfg, torch_cfg, cache, threads)
-    except Exception as exc:  # an int8-only directory has no torch weights to compare with
-        logger.warning(
-            "%s: no torch fp32 reference to check the int8 model against (%s)", runner.variant_name, exc
-        )
-        return 0.0
-    texts = backend_choice.held_out_texts(HELD_OUT_CHECK_TEXTS)
-    low, mean = backend_choice.cosine_to_reference(runner, reference, texts)
-    instructions = backend_choice.int8_instructions()
-    logger.warning(
-        "model %r variant %r (%s): cosine to torch fp32 on %d held-out texts min %.4f, mean %.4f; this CPU's "
-        "int8 instructions: %s",
-        runner.model_name,
-        runner.variant_name,
-        runner.description.dtype,
-        len(texts),
-        low,
-        mean,
-        ", ".join(instructions) or "none (no VNNI or AMX: int8 may run no faster than fp32 here)",
-    )
-    return low
 
 
 def merge_prompts(model_prompts: dict[str, str] | None, catalogue_prompts: dict[str, str]) -> dict[str, str]:

@@ -749,6 +749,23 @@ def test_openvino_static_int8_is_calibrated_offline_and_checked_against_fp32(
 
 
 @pytest.mark.slow
+def test_an_int8_check_is_kept_for_later_starts(
+    runner: Callable[..., ModelRunner], catalogue: Catalogue, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = runner("minilm", "onnx-cpu-int8")
+    assert 0.9 <= first.description.min_cosine_to_fp32 < 1.0
+    from embedpool.server.model import int8_check
+
+    def no_reference(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("checked again")
+
+    monkeypatch.setattr(int8_check.backend_choice, "cosine_to_reference", no_reference)
+    again = load_runner(*catalogue.resolve("minilm", "onnx-cpu-int8"), cache_dir, threads=2)
+    assert again.description.min_cosine_to_fp32 == first.description.min_cosine_to_fp32
+    assert list((cache_dir / "minilm" / "int8-check").glob("*.json"))
+
+
+@pytest.mark.slow
 def test_static_int8_from_the_users_calibration_file(tmp_path: Path) -> None:
     from embedpool.server.model.calibration import builtin_texts, read_texts
 
