@@ -167,9 +167,10 @@ def locate_weights(
         return WeightsLocation(source.location, OPENVINO_FILE, False)
     if variant_cfg.quantize is None and _has_file(source, revision, "openvino_model.xml"):
         return WeightsLocation(source.location, "openvino_model.xml", False)
-    if (
+    if (  # the model's own static int8 file, unless the catalogue names a calibration set to make one
         variant_cfg.quantize == "static-int8"
         and wanted is None
+        and variant_cfg.calibration_file is None
         and _has_file(source, revision, OPENVINO_STATIC_INT8_FILE)
     ):
         return WeightsLocation(source.location, OPENVINO_STATIC_INT8_FILE, False)
