@@ -746,6 +746,21 @@ def test_openvino_static_int8_is_calibrated_offline_and_checked_against_fp32(
     assert from_dir.description.dtype == "qint8"
     again = out(from_dir.embed_batch([EmbedItem(texts=TEXTS, truncate=True)])[0]).vectors
     np.testing.assert_allclose(again, vectors, atol=1e-5)
+    # quantize: static-int8 on a directory that ships the file loads it rather than making one.
+    shipped = catalogue_from_dict(
+        {
+            "models": [
+                {
+                    "name": "local",
+                    "source": str(local),
+                    "variants": [{"backend": "openvino", "quantize": "static-int8"}],
+                }
+            ]
+        }
+    )
+    as_shipped = load_runner(*shipped.resolve("local"), tmp_path / "cache", threads=2)
+    assert isinstance(as_shipped, SentenceTransformerRunner)
+    assert as_shipped.weights.path_or_id == str(local) and not as_shipped.weights.from_cache
 
 
 @pytest.mark.slow
