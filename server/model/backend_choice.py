@@ -62,6 +62,7 @@ SPEED_FLAGS: tuple[str, ...] = (
 ROUNDS = 5
 BATCH = 32
 CHOICE_FORMAT = 2
+CHOICE_KIND = "backend-choice"
 
 _PACKAGES = {
     "torch": ("torch",),
@@ -215,7 +216,7 @@ def signature(model_cfg: ModelConfig, source: str, threads: int, candidates: Seq
     }
 
 
-def choice_path(cache_dir: Path, model_name: str, key: dict[str, Any], kind: str = "backend-choice") -> Path:
+def choice_path(cache_dir: Path, model_name: str, key: dict[str, Any], kind: str = CHOICE_KIND) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / model_name / kind / f"{digest}.json"
 
@@ -239,16 +240,6 @@ def remember(cache_dir: Path, model_name: str, kind: str, key: dict[str, Any], v
         tmp.replace(path)
     except OSError as exc:  # a read-only cache costs a re-check at the next start, nothing more
         logger.warning("could not keep %s in %s: %s", kind, path.parent, exc)
-
-
-def _read(path: Path, key: dict[str, Any]) -> BackendChoice | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("key") != key:
-            return None
-        return BackendChoice.from_json(data["choice"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 def int8_instructions() -> tuple[str, ...]:
@@ -349,38 +340,45 @@ def choose(
     if "torch" not in candidates:
         raise ConfigError("backend auto needs torch (the reference every other backend is checked against)")
     key = signature(model_cfg, source, threads, candidates)
-    path = choice_path(cache_dir, model_cfg.name, key)
 
     def load_backend(backend: str) -> ModelRunner:
         return load(concrete_variant(variant_cfg, backend))
 
-    cached = _read(path, key)
-    if cached is None:
-        with locked(path.with_suffix("")):
-            cached = _read(path, key)  # another replica on this host may have measured meanwhile
-            if cached is None:
-                logger.warning(
-                    "model %r variant %r: backend auto measures %s on this CPU (once; later starts reuse it)",
-                    model_cfg.name,
-                    variant_cfg.name,
-                    ", ".join(candidates),
-                )
-                choice, runner = measure(candidates, load_backend, threads)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(
-                    json.dumps({"key": key, "choice": choice.to_json()}, indent=2), encoding="utf-8"
-                )
-                tmp.replace(path)
-                logger.warning(
-                    "model %r variant %r runs %s: %s",
-                    model_cfg.name,
-                    variant_cfg.name,
-                    choice.backend,
-                    choice.reason(),
-                )
-                return choice, runner
-    logger.warning(
-        "model %r variant %r runs %s: %s", model_cfg.name, variant_cfg.name, cached.backend, cached.reason()
-    )
-    return cached, load_backend(cached.backend)
+    def said(choice: BackendChoice) -> BackendChoice:
+        logger.warning(
+            "model %r variant %r runs %s: %s",
+            model_cfg.name,
+            variant_cfg.name,
+            choice.backend,
+            choice.reason(),
+        )
+        return choice
+
+    cached = _recall_choice(cache_dir, model_cfg.name, key)
+    if cached is not None:
+        return said(cached), load_backend(cached.backend)
+    with contextlib.ExitStack() as stack:
+        try:  # one replica per host measures; the others wait and read its decision
+            stack.enter_context(locked(choice_path(cache_dir, model_cfg.name, key).with_suffix("")))
+        except OSError as exc:  # a read-only cache dir: measure anyway, every start
+            logger.warning("backend auto: cannot lock or keep its decision in %s (%s)", cache_dir, exc)
+        cached = _recall_choice(cache_dir, model_cfg.name, key)
+        if cached is not None:
+            return said(cached), load_backend(cached.backend)
+        logger.warning(
+            "model %r variant %r: backend auto measures %s on this CPU (once; later starts reuse it)",
+            model_cfg.name,
+            variant_cfg.name,
+            ", ".join(candidates),
+        )
+        choice, runner = measure(candidates, load_backend, threads)
+        remember(cache_dir, model_cfg.name, CHOICE_KIND, key, choice.to_json())
+        return said(choice), runner
+
+
+def _recall_choice(cache_dir: Path, model_name: str, key: dict[str, Any]) -> BackendChoice | None:
+    value = recall(cache_dir, model_name, CHOICE_KIND, key)
+    try:
+        return None if value is None else BackendChoice.from_json(value)
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -124,3 +124,20 @@ def test_held_out_texts_are_fixed() -> None:
     assert len(texts) == backend_choice.BATCH == len(set(texts))
     assert texts == backend_choice.held_out_texts()
     assert all(6 <= len(t.split()) <= 40 for t in texts)
+
+
+def test_a_cache_dir_it_cannot_write_costs_a_measurement_per_start_not_the_replica(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(backend_choice, "installed_backends", lambda: ("torch", "openvino"))
+    not_a_dir = tmp_path / "cache"
+    not_a_dir.write_text("a file where the cache dir should be")
+
+    def load(concrete: VariantConfig) -> Any:
+        return FakeRunner(concrete.backend, delay_s=0.02 if concrete.backend == "torch" else 0.0)
+
+    model, variant = ModelConfig(name="m", source="x"), VariantConfig(name="cpu", backend="auto")
+    for _ in range(2):
+        choice, runner = backend_choice.choose(model, variant, not_a_dir, 2, "x", load)
+        assert (choice.backend, choice.cached, runner.backend) == ("openvino", False, "openvino")
+    assert "cannot lock or keep its decision" in caplog.text
