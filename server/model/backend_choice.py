@@ -28,7 +28,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +36,7 @@ import numpy as np
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig
 from embedpool.server.errors import ConfigError
 from embedpool.server.model.calibration import generated_texts
-from embedpool.server.model.export_cache import cpu_flags, locked
+from embedpool.server.model.export_cache import cpu_flags, locked, package_versions
 from embedpool.server.types import EmbedItem, EmbedOutput
 
 if TYPE_CHECKING:
@@ -186,21 +185,6 @@ class BackendChoice:
         )
 
 
-def runtime_versions() -> dict[str, str]:
-    versions = {}
-    for package in (
-        "torch",
-        "onnxruntime",
-        "openvino",
-        "optimum-intel",
-        "optimum-onnx",
-        "sentence-transformers",
-    ):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[package] = metadata.version(package)
-    return versions
-
-
 def signature(model_cfg: ModelConfig, source: str, threads: int, candidates: Sequence[str]) -> dict[str, Any]:
     """What the decision depends on; a change in any of it measures again."""
     return {
@@ -212,7 +196,7 @@ def signature(model_cfg: ModelConfig, source: str, threads: int, candidates: Seq
         "features": list(cpu_features()),
         "threads": threads,
         "candidates": list(candidates),
-        "versions": runtime_versions(),
+        "versions": package_versions(),
     }
 
 

@@ -150,7 +150,7 @@ def ensure_export(
                 "file_name": file_name,
                 "created_unix": int(time.time()),
                 "seconds": round(time.monotonic() - started, 2),
-                "versions": _versions(),
+                "versions": package_versions(),
             }
             (tmp / MARKER).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
             if directory.exists():
@@ -163,7 +163,8 @@ def ensure_export(
         return file_name
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """The installed versions of the packages an export or a backend measurement depends on."""
     from importlib import metadata
 
     out = {}

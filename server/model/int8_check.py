@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from embedpool.server.config.catalogue import ModelConfig, VariantConfig
 from embedpool.server.model import backend_choice
+from embedpool.server.model.export_cache import package_versions
 from embedpool.server.model.loading import WeightsLocation
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def check_against_fp32(
         "stamp": stamp,
         "revision": model_cfg.revision,
         "features": list(backend_choice.cpu_features()),
-        "versions": backend_choice.runtime_versions(),
+        "versions": package_versions(),
         "texts": HELD_OUT_TEXTS,
     }
     known = backend_choice.recall(cache, model_cfg.name, "int8-check", key)

@@ -54,24 +54,18 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
         started = {p.pid for p in psutil.Process(proc.pid).children(recursive=True)}
         assert started, "serve started no Ray processes"
 
-        out = subprocess.run(
-            [str(BIN / "embedpool"), "--target", f"127.0.0.1:{port}", "embed", "hello"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-        assert "384" in out
-        # The default catalogue's backend auto: the replica measured this CPU and says what it chose.
-        models = json.loads(
-            subprocess.run(
-                [str(BIN / "embedpool"), "--target", f"127.0.0.1:{port}", "models", "--json"],
+        def cli(*args: str) -> str:
+            return subprocess.run(
+                [str(BIN / "embedpool"), "--target", f"127.0.0.1:{port}", *args],
                 capture_output=True,
                 text=True,
                 timeout=60,
                 check=True,
             ).stdout
-        )
+
+        assert "384" in cli("embed", "hello")
+        # The default catalogue's backend auto: the replica measured this CPU and says what it chose.
+        models = json.loads(cli("models", "--json"))
         (variant,) = models[0]["variants"]
         assert variant["name"] == "cpu" and variant["backend"] in ("torch", "onnx", "openvino"), variant
         assert variant["backend_reason"].startswith(f"fastest exact backend here: {variant['backend']} ")
