@@ -22,7 +22,7 @@
 # load (d), default 15: one call takes ~10 s on 2 cores), BENCH_WARMUP (3), BENCH_ROUNDS (3),
 # BENCH_SWEEP (1,2,4,8,16,32), BENCH_SWEEP_DURATION (10), BENCH_LENGTH (8:48 words),
 # BENCH_MODEL (default: the pool's default model; the ceiling always loads the bundled
-# all-MiniLM-L6-v2), BENCH_CEILING_BACKEND (torch, onnx, openvino or a comma list: each
+# all-MiniLM-L6-v2), BENCH_CEILING_BACKEND (torch, onnx, openvino, openvino-bf16 or a comma list: each
 # measured, the fastest named best in-process; default torch), BENCH_PEER_URL (another
 # OpenAI-style embeddings server, e.g. Infinity or TEI, run with the same loads; optional),
 # BENCH_PEER_MODEL (the model name sent to it), BENCH_OUT (bench-out), EMBEDPOOL_METRICS_URL

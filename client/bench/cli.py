@@ -188,7 +188,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_backends,
         default=["torch"],
         metavar="B[,B...]",
-        help="torch, onnx, openvino or a comma list: each measured, the fastest named best "
+        help="torch, onnx, openvino, openvino-bf16 or a comma list: each measured, the fastest named best "
         "in-process (default torch; onnx and openvino export the model on the fly)",
     )
     ceiling.add_argument(

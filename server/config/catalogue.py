@@ -216,15 +216,17 @@ class VariantConfig(_Strict):
     backend: VariantBackendName = Field(
         "torch",
         description="Inference runtime: torch, onnx, openvino, custom, or auto: the fastest exact one "
-        "of torch, onnx and openvino (fp32) on each node's CPU, measured at first start and cached in "
-        "cache_dir.",
+        "of torch, onnx and openvino (fp32, or bf16 on CPUs with bf16 instructions; each admitted only "
+        "at min cosine 0.9999 to torch fp32) on each node's CPU, measured at first start and cached "
+        "in cache_dir.",
     )
     device: DeviceName = Field("cpu", description="Where it runs: cpu or cuda.")
     dtype: DTypeName = Field(
         "float32",
         description="Weight and activation type for torch: float32, float16 or bfloat16 "
-        "(float16/bfloat16 only on cuda). onnx and openvino take float32; use file_name or quantize "
-        "for other weight types.",
+        "(float16/bfloat16 only on cuda). openvino: the inference precision, float32 (held at f32 "
+        "on every CPU) or bfloat16 (on CPUs with bf16 instructions; elsewhere it runs f32). onnx takes "
+        "float32; use file_name or quantize for other weight types.",
     )
     file_name: str | None = Field(
         None,
@@ -320,7 +322,13 @@ class VariantConfig(_Strict):
                     "device", "backend auto chooses among CPU runtimes; on cuda name the backend"
                 )
         if self.dtype != "float32":
-            if self.backend in ("onnx", "openvino", "auto"):
+            if self.backend == "openvino" and self.dtype == "bfloat16":
+                if self.file_name is not None or self.quantize is not None:
+                    raise _FieldError(
+                        "dtype",
+                        "bfloat16 is the precision of the openvino fp32 model; drop file_name/quantize",
+                    )
+            elif self.backend in ("onnx", "openvino", "auto"):
                 raise _FieldError(
                     "dtype",
                     f"{self.dtype} is not available for {self.backend}; use float32, or name a "

@@ -348,7 +348,9 @@ class SentenceTransformerRunner(ModelRunner):
         self.description = VariantDescription(
             dimensions=dimensions,
             max_input_tokens=max_length,
-            dtype=_dtype_label(variant_cfg, weights.file_name),
+            dtype=_openvino_precision(model) or _dtype_label(variant_cfg, weights.file_name)
+            if variant_cfg.backend == "openvino" and not variant_cfg.file_name and not variant_cfg.quantize
+            else _dtype_label(variant_cfg, weights.file_name),
             prompts=prompts,
             query_prompt_name=query_name,
             document_prompt_name=document_name,
@@ -571,6 +573,15 @@ class SentenceTransformerRunner(ModelRunner):
             with tracing.span("embedpool postprocess", attributes={"embedpool.requests": len(accepted)}):
                 self._finish_all(items, results, blocks)
         return self._filled(results)
+
+
+def _openvino_precision(model: Any) -> str | None:
+    """What the compiled OpenVINO model runs in ('bfloat16', 'float32'), or None when unknown."""
+    try:
+        precision = model[0].auto_model.request.get_property("INFERENCE_PRECISION_HINT")
+    except Exception:  # pragma: no cover - depends on optimum internals
+        return None
+    return {"bf16": "bfloat16", "f32": "float32", "f16": "float16"}.get(str(precision.get_type_name()))
 
 
 def _dtype_label(variant_cfg: VariantConfig, file_name: str | None) -> str:

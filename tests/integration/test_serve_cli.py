@@ -68,7 +68,12 @@ def test_serve_starts_the_default_model_and_sigterm_leaves_no_ray_process() -> N
         models = json.loads(cli("models", "--json"))
         (variant,) = models[0]["variants"]
         assert variant["name"] == "cpu" and variant["backend"] in ("torch", "onnx", "openvino"), variant
-        assert variant["backend_reason"].startswith(f"fastest exact backend here: {variant['backend']} ")
+        winner = variant["backend_reason"].removeprefix("fastest exact backend here: ").split()[0]
+        assert winner in ("torch", "onnx", "openvino", "openvino-bf16"), variant
+        assert (variant["backend"], variant["dtype"]) == (
+            winner.split("-")[0],
+            "bfloat16" if winner == "openvino-bf16" else "float32",
+        ), variant
         assert variant["min_cosine_to_fp32"] >= 0.9999
         # The OpenAI-compatible front of the same pool, as the README's curl line calls it.
         body = {"model": "all-minilm-l6-v2", "input": ["hello", "world"], "encoding_format": "float"}

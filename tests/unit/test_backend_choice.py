@@ -87,13 +87,13 @@ def test_the_choice_is_cached_per_cpu_signature(tmp_path: Path, monkeypatch: pyt
         loaded.append(concrete)
         return FakeRunner(concrete.backend, delay_s=0.02 if concrete.backend == "torch" else 0.0)
 
-    monkeypatch.setattr(backend_choice, "installed_backends", lambda: ("torch", "openvino"))
+    monkeypatch.setattr(backend_choice, "candidates", lambda: ("torch", "openvino"))
     choice, _ = backend_choice.choose(model, variant, tmp_path, 2, "/models/x", load)
     assert (choice.backend, choice.cached) == ("openvino", False)
     assert [c.backend for c in loaded] == ["torch", "openvino"]
-    # Same name, exact precision pinned for OpenVINO.
+    # Same name; OpenVINO's precision is the variant's dtype (float32: held at f32 when loaded).
     assert loaded[1].name == "cpu"
-    assert loaded[1].model_kwargs == {"ov_config": {"INFERENCE_PRECISION_HINT": "f32"}}
+    assert (loaded[1].dtype, loaded[1].model_kwargs) == ("float32", {})
     files = list((tmp_path / "m" / "backend-choice").glob("*.json"))
     assert len(files) == 1 and json.loads(files[0].read_text())["key"]["threads"] == 2
 
@@ -111,8 +111,60 @@ def test_the_choice_is_cached_per_cpu_signature(tmp_path: Path, monkeypatch: pyt
     assert len(list((tmp_path / "m" / "backend-choice").glob("*.json"))) == 2
 
 
+@pytest.mark.parametrize(
+    ("installed", "features", "want"),
+    [
+        (
+            ("torch", "onnx", "openvino"),
+            ("avx2", "avx512f", "avx512_bf16"),
+            ("torch", "onnx", "openvino", "openvino-bf16"),
+        ),
+        (("torch", "onnx", "openvino"), ("avx2", "amx_bf16"), ("torch", "onnx", "openvino", "openvino-bf16")),
+        (("torch", "onnx", "openvino"), ("avx2", "avx512_vnni"), ("torch", "onnx", "openvino")),
+        (("torch", "onnx"), ("avx2", "avx512_bf16"), ("torch", "onnx")),
+    ],
+)
+def test_openvino_bf16_is_a_candidate_only_on_a_cpu_with_bf16_instructions(
+    installed: tuple[str, ...],
+    features: tuple[str, ...],
+    want: tuple[str, ...],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(backend_choice, "installed_backends", lambda: installed)
+    monkeypatch.setattr(backend_choice, "cpu_features", lambda: features)
+    assert backend_choice.candidates() == want
+
+
+def test_each_candidate_is_the_auto_variant_with_one_backend_and_precision() -> None:
+    from embedpool.server.model.loading import WeightsLocation, sentence_transformer_kwargs
+
+    auto = VariantConfig(name="cpu", backend="auto", threads=3)
+    want = {
+        "torch": ("torch", "float32", None),
+        "onnx": ("onnx", "float32", None),
+        "openvino": ("openvino", "float32", "f32"),
+        "openvino-bf16": ("openvino", "bfloat16", "bf16"),
+    }
+    for name, (backend, dtype, hint) in want.items():
+        concrete = backend_choice.concrete_variant(auto, name)
+        got = (concrete.name, concrete.threads, concrete.backend, concrete.dtype)
+        assert got == ("cpu", 3, backend, dtype)
+        kwargs = sentence_transformer_kwargs(
+            concrete, WeightsLocation("/m", None, from_cache=False), threads=2
+        )
+        assert kwargs.get("ov_config", {}).get("INFERENCE_PRECISION_HINT") == hint
+
+
+def test_the_exactness_check_covers_short_and_long_texts() -> None:
+    texts = backend_choice.exactness_texts()
+    assert texts == backend_choice.exactness_texts() and len(set(texts)) == len(texts) == 64
+    lengths = [len(t.split()) for t in texts]
+    assert min(lengths) <= 10 and max(lengths) >= 150  # long inputs gather the most rounding error
+    assert not set(texts) & set(backend_choice.held_out_texts())
+
+
 def test_auto_needs_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend_choice, "installed_backends", lambda: ("onnx",))
+    monkeypatch.setattr(backend_choice, "candidates", lambda: ("onnx",))
     with pytest.raises(ConfigError, match="backend auto needs torch"):
         backend_choice.choose(
             ModelConfig(name="m", source="x"), VariantConfig(backend="auto"), tmp_path, 1, "x", lambda c: None
@@ -129,7 +181,7 @@ def test_held_out_texts_are_fixed() -> None:
 def test_a_cache_dir_it_cannot_write_costs_a_measurement_per_start_not_the_replica(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(backend_choice, "installed_backends", lambda: ("torch", "openvino"))
+    monkeypatch.setattr(backend_choice, "candidates", lambda: ("torch", "openvino"))
     not_a_dir = tmp_path / "cache"
     not_a_dir.write_text("a file where the cache dir should be")
 

@@ -183,6 +183,18 @@ def test_file_problems_are_config_errors(tmp_path: Path) -> None:
         ),
         (one_model(backend="auto", dtype="float16"), "models[0].variants[0].dtype: float16 is not available"),
         (
+            one_model(backend="onnx", dtype="bfloat16"),
+            "models[0].variants[0].dtype: bfloat16 is not available",
+        ),
+        (
+            one_model(backend="openvino", dtype="float16"),
+            "models[0].variants[0].dtype: float16 is not available",
+        ),
+        (
+            one_model(backend="openvino", dtype="bfloat16", quantize="weights-int8"),
+            "models[0].variants[0].dtype: bfloat16 is the precision of the openvino fp32 model",
+        ),
+        (
             one_model(autoscaling={"min_replicas": 3}),
             "models[0].variants[0].autoscaling.min_replicas: 3 is more",
         ),
@@ -278,6 +290,7 @@ def test_derived_variant_names_and_defaults() -> None:
                         {"backend": "onnx", "file_name": "onnx/model_qint8_avx512_vnni.onnx"},
                         {"backend": "openvino", "file_name": "openvino/openvino_model_qint8_quantized.xml"},
                         {"backend": "openvino", "quantize": "weights-int8"},
+                        {"backend": "openvino", "dtype": "bfloat16"},
                         {"backend": "custom", "class_path": "pkg.mod:Cls", "class_kwargs": {"a": 1}},
                         {
                             "backend": "torch",
@@ -298,6 +311,7 @@ def test_derived_variant_names_and_defaults() -> None:
         "onnx-cpu-qint8-avx512-vnni",
         "openvino-cpu-qint8-quantized",
         "openvino-cpu-int8",
+        "openvino-cpu-bf16",
         "custom-cpu",
         "torch-cuda-fp16",
     ]
