@@ -1,25 +1,27 @@
-"""A replica's end of the direct channel: one unary method that embeds a Router batch.
+"""A replica's end of the direct channel: a TCP listener that embeds Router batches.
 
 It runs on the replica's event loop and calls the same batched `embed` as Serve's
-handle path, so batches from both meet in one forward pass. Callers must send the
-replica's random token (published with its address); the body is JSON, never pickle.
+handle path, so batches from both meet in one forward pass. A connection must open
+with the replica's random token (published with its address); bodies are JSON and
+raw vector bytes, never pickle (wire.py).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import grpc
 
 from embedpool.server.direct import wire as replica_wire
-from embedpool.server.direct.sender import CHANNEL_OPTIONS
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.types import EmbedItem, EmbedOutput
 
 EmbedFn = Callable[[list[EmbedItem]], Awaitable[list[EmbedOutput | EmbedpoolError]]]
+log = logging.getLogger("embedpool")
+_MAX_HELLO = 1024
 
 
 class DirectServer:
@@ -28,37 +30,81 @@ class DirectServer:
         self.token = secrets.token_urlsafe(24)
         self.ongoing = 0  # batches being embedded, for autoscaling
         self.address = ""
-        self._server: grpc.aio.Server | None = None
+        self._server: asyncio.Server | None = None
+        self._batches: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self, host: str) -> str:
         """Listen on an ephemeral port of `host` (the node's IP); returns host:port."""
-        server = grpc.aio.server(options=CHANNEL_OPTIONS)
-        handler = grpc.unary_unary_rpc_method_handler(self._handle)
-        method = replica_wire.EMBED_METHOD.rsplit("/", 1)[1]
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler(replica_wire.SERVICE, {method: handler}),)
-        )
-        port = server.add_insecure_port(f"{host}:0")
-        await server.start()
-        self._server = server
+        self._server = await asyncio.start_server(self._serve_connection, host, 0)
+        port = self._server.sockets[0].getsockname()[1]
         self.address = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
         return self.address
 
     async def stop(self, grace: float) -> None:
-        if self._server is not None:
-            await self._server.stop(grace)
+        """Take no new connections, let batches under way answer (up to `grace` s), then hang up."""
+        if self._server is None:
+            return
+        self._server.close()
+        if self._batches and grace > 0:
+            await asyncio.wait(set(self._batches), timeout=grace)
+        for writer in list(self._writers):
+            writer.close()
+        for task in list(self._batches):
+            task.cancel()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), timeout=1.0)
 
-    async def _handle(self, request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-        sent = dict(context.invocation_metadata() or ()).get(replica_wire.TOKEN_HEADER, "")
-        if not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), self.token.encode()):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "not a Router of this pool")
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
-            items = replica_wire.decode_items(request)
-        except replica_wire.WireError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        self.ongoing += 1
-        try:
-            results = await self._embed(items)
+            try:  # a peer that opens with anything but a short HELLO is refused unread
+                kind, _, token = await replica_wire.read_frame(reader, max_size=_MAX_HELLO)
+            except replica_wire.WireError:
+                kind, token = 0, b""
+            if kind != replica_wire.HELLO or not hmac.compare_digest(token, self.token.encode()):
+                refused = replica_wire.refusal(replica_wire.UNAUTHENTICATED, "not a Router of this pool")
+                writer.writelines(replica_wire.frame(replica_wire.REFUSED, 0, refused))
+                await writer.drain()
+                return
+            while True:
+                kind, request_id, payload = await replica_wire.read_frame(reader)
+                if kind != replica_wire.BATCH:
+                    return  # not a peer of this protocol: hang up
+                task = asyncio.get_running_loop().create_task(self._answer(writer, request_id, payload))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the Router went away; its batches under way finish and are dropped
         finally:
-            self.ongoing -= 1
-        return replica_wire.encode_results(results)
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _answer(self, writer: asyncio.StreamWriter, request_id: int, payload: bytes) -> None:
+        try:
+            items = replica_wire.decode_items(payload)
+        except replica_wire.WireError as exc:
+            answer = replica_wire.frame(
+                replica_wire.REFUSED,
+                request_id,
+                replica_wire.refusal(replica_wire.INVALID_ARGUMENT, str(exc)),
+            )
+        else:
+            self.ongoing += 1
+            try:
+                results = await self._embed(items)
+                answer = replica_wire.frame(
+                    replica_wire.RESULTS, request_id, replica_wire.encode_results(results)
+                )
+            except Exception as exc:  # the batch's error, not the connection's: the Router raises it
+                log.exception("direct batch failed")
+                message = f"{type(exc).__name__}: {exc}"
+                answer = replica_wire.frame(
+                    replica_wire.REFUSED, request_id, replica_wire.refusal(replica_wire.UNKNOWN, message)
+                )
+            finally:
+                self.ongoing -= 1
+        if not writer.is_closing():
+            writer.writelines(answer)
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()

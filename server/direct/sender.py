@@ -1,9 +1,10 @@
-"""Router -> replica batches over a direct gRPC channel, with the Serve handle as fallback.
+"""Router -> replica batches over a direct TCP channel, with the Serve handle as fallback.
 
 A Serve handle call cost ~7 ms of latency and ~6 ms of Router CPU per batch on the
 2-core bench machine (BENCHMARKS.md); a grpc.aio unary call between two processes
-~0.9 ms and ~0.4 ms. So each replica also listens on a port of its own (published in
-Ray's GCS, serving/registry.py) and the Router sends Embed batches there. Ray Serve
+~0.6 ms, and a frame on a kept-open asyncio connection ~0.1 ms. So each replica also
+listens on a port of its own (published in Ray's GCS, serving/registry.py) and the
+Router sends Embed batches there, many at once on one connection (wire.py). Ray Serve
 still places, scales, health-checks and restarts the replicas; the handle remains the
 path for everything else and the fallback whenever no direct endpoint is free: at
 startup, from zero replicas (the handle's queued request is what wakes the deployment),
@@ -17,13 +18,12 @@ Ray-free: the Router feeds `update()` with what the registry lists.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-import grpc
 
 from embedpool.server import tracing
 from embedpool.server.direct import wire as replica_wire
@@ -35,17 +35,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("embedpool")
 
-# Codes after which the batch can be re-sent: the replica did no work we will receive.
-_RESEND = {
-    grpc.StatusCode.UNAVAILABLE,
-    grpc.StatusCode.UNAUTHENTICATED,  # a stale token: the replica was replaced at that address
-    grpc.StatusCode.UNIMPLEMENTED,
-    grpc.StatusCode.CANCELLED,
-}
-CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", -1),  # the Router already holds callers to the pool's limit
-    ("grpc.max_receive_message_length", -1),
-]
+# Statuses after which the batch can be re-sent: the replica did no work we will receive.
+_RESEND = {replica_wire.UNAVAILABLE, replica_wire.UNAUTHENTICATED}  # unauthenticated: a stale token
+CONNECT_TIMEOUT_S = 5.0
+
+
+class ChannelError(Exception):
+    """A direct call that got no results: the status (wire.py's names) and why."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status, self.message = status, message
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +59,105 @@ class Entry:
     published: float
 
 
+class Connection:
+    """One open connection to a replica: batches go out as frames, answers come back by id."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+        self._pending: dict[int, asyncio.Future[bytes]] = {}
+        self._ids = itertools.count(1)
+        self.closed = False
+        self._reading = asyncio.get_running_loop().create_task(self._read(reader))
+
+    @classmethod
+    async def open(cls, address: str, token: str) -> Connection:
+        host, port = address.rsplit(":", 1)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), CONNECT_TIMEOUT_S
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise ChannelError(replica_wire.UNAVAILABLE, f"cannot connect: {exc!r}") from exc
+        writer.writelines(replica_wire.frame(replica_wire.HELLO, 0, token.encode()))
+        return cls(reader, writer)
+
+    async def request(self, payload: bytes) -> bytes:
+        if self.closed:
+            raise ChannelError(replica_wire.UNAVAILABLE, "connection closed")
+        request_id = next(self._ids)
+        answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = answer
+        try:
+            self._writer.writelines(replica_wire.frame(replica_wire.BATCH, request_id, payload))
+            await self._writer.drain()
+            return await answer
+        except ConnectionError as exc:
+            raise ChannelError(replica_wire.UNAVAILABLE, f"connection lost: {exc!r}") from exc
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        failure = ChannelError(replica_wire.UNAVAILABLE, "the replica closed the connection")
+        try:
+            while True:
+                kind, request_id, payload = await replica_wire.read_frame(reader)
+                if kind == replica_wire.REFUSED and request_id == 0:  # the connection as a whole
+                    failure = ChannelError(*replica_wire.read_refusal(payload))
+                    break
+                answer = self._pending.get(request_id)
+                if answer is None or answer.done():
+                    continue  # its caller gave up (deadline, cancellation)
+                if kind == replica_wire.RESULTS:
+                    answer.set_result(payload)
+                elif kind == replica_wire.REFUSED:
+                    answer.set_exception(ChannelError(*replica_wire.read_refusal(payload)))
+                else:
+                    failure = ChannelError(replica_wire.UNAVAILABLE, f"unexpected frame kind {kind}")
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError, replica_wire.WireError) as exc:
+            if not isinstance(exc, asyncio.IncompleteReadError):
+                failure = ChannelError(replica_wire.UNAVAILABLE, f"connection lost: {exc!r}")
+        finally:
+            self.closed = True
+            self._writer.close()
+            for answer in self._pending.values():
+                if not answer.done():
+                    answer.set_exception(failure)
+
+    async def close(self) -> None:
+        self._writer.close()
+        self._reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+            await self._reading
+
+
 class Endpoint:
     def __init__(self, entry: Entry) -> None:
         self.replica_id = entry.replica_id
         self.address = entry.address
         self.published = entry.published
-        self.metadata = ((replica_wire.TOKEN_HEADER, entry.token),)
-        self.channel = grpc.aio.insecure_channel(entry.address, options=CHANNEL_OPTIONS)
-        self.call = self.channel.unary_unary(
-            replica_wire.EMBED_METHOD, request_serializer=None, response_deserializer=None
-        )
+        self.token = entry.token
         self.in_flight = 0
+        self._connection: Connection | None = None
+        self._connecting = asyncio.Lock()
+
+    async def call(self, payload: bytes) -> bytes:
+        """The replica's answer to one batch; ChannelError when it gave none."""
+        connection = self._connection
+        if connection is None or connection.closed:
+            async with self._connecting:  # one connection, however many batches start together
+                if self._connection is None or self._connection.closed:
+                    self._connection = await Connection.open(self.address, self.token)
+                connection = self._connection
+        return await connection.request(payload)
+
+    async def close(self, grace: float) -> None:
+        """Close once its calls in flight are done (at most `grace` s)."""
+        deadline = asyncio.get_running_loop().time() + grace
+        while self.in_flight and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        if self._connection is not None:
+            await self._connection.close()
 
 
 class DirectVariantBackend:
@@ -109,7 +197,7 @@ class DirectVariantBackend:
 
     def _close(self, endpoint: Endpoint) -> None:
         """Close once its calls in flight are done (at most 30 s)."""
-        task = asyncio.get_running_loop().create_task(endpoint.channel.close(grace=30))
+        task = asyncio.get_running_loop().create_task(endpoint.close(grace=30))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
@@ -142,17 +230,14 @@ class DirectVariantBackend:
         payload = replica_wire.encode_items(items)
         endpoint.in_flight += 1
         try:
-            data = await endpoint.call(payload, metadata=endpoint.metadata)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in _RESEND:
+            data = await endpoint.call(payload)
+        except ChannelError as exc:
+            if exc.status not in _RESEND:
                 raise EmbedpoolError(
-                    f"model variant {self.name}: replica call failed: {exc.code().name}: {exc.details()}"
+                    f"model variant {self.name}: replica call failed: {exc.status}: {exc.message}"
                 ) from exc
             log.warning(
-                "%s: direct call to %s failed (%s); re-sending through Ray",
-                self.name,
-                endpoint.address,
-                exc.code().name,
+                "%s: direct call to %s failed (%s); re-sending through Ray", self.name, endpoint.address, exc
             )
             self._forget(endpoint)
         else:

@@ -1,4 +1,12 @@
-"""The bytes of the Router -> replica direct channel (see direct_path.py).
+"""The bytes of the Router -> replica direct channel (sender.py, receiver.py).
+
+One TCP connection per Router and replica carries frames both ways, many batches at once:
+
+    4-byte big-endian payload length | 8-byte request id | 1-byte kind | payload
+
+The Router's first frame is HELLO with the replica's token; then BATCH frames, each
+answered by a RESULTS or a REFUSED frame with the same request id (REFUSED with id 0
+refuses the connection). A REFUSED payload is JSON [status name, message].
 
 A batch goes out as JSON (texts and options; no pickle, so a peer that reaches the
 port cannot run code in the replica) and comes back as one JSON header plus the
@@ -14,6 +22,7 @@ Ray's handle (pickle); a test fails if a field does not round-trip.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import struct
@@ -24,9 +33,13 @@ import numpy as np
 from embedpool.server import errors
 from embedpool.server.types import EmbedItem, EmbedOutput
 
-SERVICE = "embedpool.internal.Replica"
-EMBED_METHOD = f"/{SERVICE}/EmbedBatch"
-TOKEN_HEADER = "x-embedpool-replica-token"
+HELLO, BATCH, RESULTS, REFUSED = 1, 2, 3, 4
+FRAME = struct.Struct(">IQB")
+# Statuses a REFUSED frame names (gRPC's names, which the logs and messages reuse).
+UNAUTHENTICATED = "UNAUTHENTICATED"
+INVALID_ARGUMENT = "INVALID_ARGUMENT"
+UNKNOWN = "UNKNOWN"
+UNAVAILABLE = "UNAVAILABLE"  # never sent: the sender's name for a connection that failed
 
 _ITEM_FIELDS = tuple(f.name for f in dataclasses.fields(EmbedItem))
 # Every EmbedOutput field but the vectors, which travel as raw bytes after the header.
@@ -112,3 +125,29 @@ def _error_class(name: str) -> type[errors.EmbedpoolError]:
     if isinstance(cls, type) and issubclass(cls, errors.EmbedpoolError):
         return cls
     return errors.EmbedpoolError
+
+
+def frame(kind: int, request_id: int, payload: bytes) -> list[bytes]:
+    """A frame as buffers for StreamWriter.writelines (the payload is not copied)."""
+    return [FRAME.pack(len(payload), request_id, kind), payload]
+
+
+def refusal(status: str, message: str) -> bytes:
+    return json.dumps([status, message], ensure_ascii=False).encode()
+
+
+def read_refusal(payload: bytes) -> tuple[str, str]:
+    try:
+        status, message = json.loads(payload)
+        return str(status), str(message)
+    except (ValueError, TypeError) as exc:
+        raise WireError(f"malformed refusal: {exc}") from exc
+
+
+async def read_frame(reader: asyncio.StreamReader, max_size: int = 1 << 32) -> tuple[int, int, bytes]:
+    """(kind, request id, payload); asyncio.IncompleteReadError when the peer hung up, WireError
+    when the payload would be over `max_size` (read no further: the peer is not one of ours)."""
+    size, request_id, kind = FRAME.unpack(await reader.readexactly(FRAME.size))
+    if size > max_size:
+        raise WireError(f"a frame of {size} bytes, over {max_size}")
+    return kind, request_id, await reader.readexactly(size)

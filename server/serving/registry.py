@@ -21,8 +21,13 @@ POLL_S = 1.0
 MAX_AGE_S = 10.0
 
 
+# The key names the channel's protocol: a Router lists only replicas that speak its own
+# (during a rolling upgrade the others are reached through Ray's handle).
+PROTOCOL = "stream1"
+
+
 def _prefix(app: str) -> str:
-    return f"direct/{app}/"
+    return f"direct/{PROTOCOL}/{app}/"
 
 
 def _key(app: str, deployment: str, replica_id: str) -> str:

@@ -4,6 +4,7 @@ replica, exported by both to the session's OTLP receiver (conftest's `otlp_recei
 from __future__ import annotations
 
 import secrets
+import time
 
 import grpc
 import pytest
@@ -40,6 +41,24 @@ def test_one_call_is_one_trace_from_the_caller_to_the_forward_pass(pool: Pool, v
     assert replica.attributes["resource"]["embedpool.variant"] == variant
     assert forward.attributes["embedpool.tokens"] > 0 and forward.attributes["embedpool.padded_tokens"] >= 2
     assert one(spans, "embedpool tokenize").parent_id == replica.span_id
+
+
+def test_a_warm_variant_is_reached_over_the_direct_channel(pool: Pool) -> None:
+    """The Router finds the replica's published endpoint (Ray's GCS) and sends batches there, not
+    through Serve's handle: a broken channel would fall back silently, so the hop span tells."""
+    paths: list[str] = []
+    with grpc.insecure_channel(pool.target) as channel:
+        stub = pb_grpc.EmbeddingServiceStub(channel)
+        for _ in range(20):  # endpoints are listed within a heartbeat (2 s) and a poll (1 s)
+            trace_id = secrets.token_hex(16)
+            parent = [("traceparent", f"00-{trace_id}-{secrets.token_hex(8)}-01")]
+            stub.Embed(pb.EmbedRequest(inputs=["direct?"]), metadata=parent, timeout=60)
+            hop = one(pool.traces.wait_for(trace_id, {"embedpool hop"}), "embedpool hop")
+            paths.append(str(hop.attributes["embedpool.path"]))
+            if paths[-1] == "direct":
+                break
+            time.sleep(0.5)
+    assert paths[-1] == "direct", paths
 
 
 def test_calls_without_a_sampled_traceparent_are_not_recorded(pool: Pool) -> None:

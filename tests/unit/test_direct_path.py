@@ -1,6 +1,6 @@
 """The Router -> replica direct channel: wire format, endpoint choice, fallback, auth.
 
-Real grpc.aio servers on 127.0.0.1 (the replica's DirectServer) in front of the fake
+Real DirectServers (asyncio TCP listeners) on 127.0.0.1 in front of the fake
 backend; the Serve handle is replaced by a second fake that records what fell back.
 """
 
@@ -11,7 +11,6 @@ import dataclasses
 import time
 from dataclasses import replace
 
-import grpc
 import numpy as np
 import pytest
 
@@ -195,17 +194,85 @@ async def test_a_wrong_token_is_refused_and_the_batch_falls_back() -> None:
     assert handle.seen == ["a"]
 
 
+async def _frames(address: str, *frames: tuple[int, int, bytes]) -> list[tuple[int, int, bytes]]:
+    """Send raw frames to a replica; what it answers until it hangs up or goes quiet."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    for kind, request_id, payload in frames:
+        writer.writelines(replica_wire.frame(kind, request_id, payload))
+    answers = []
+    try:
+        while True:
+            answers.append(await asyncio.wait_for(replica_wire.read_frame(reader), 0.5))
+    except (asyncio.IncompleteReadError, asyncio.TimeoutError):
+        pass
+    writer.close()
+    return answers
+
+
 async def test_replica_refuses_a_malformed_body_and_a_missing_token() -> None:
-    async with Replica("r1") as replica, grpc.aio.insecure_channel(replica.server.address) as channel:
-        call = channel.unary_unary(replica_wire.EMBED_METHOD)
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await call(b"[1]", metadata=((replica_wire.TOKEN_HEADER, replica.server.token),))
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "malformed batch" in (info.value.details() or "")
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await call(replica_wire.encode_items([EmbedItem(texts=["a"])]))
-        assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    assert replica.model.seen == []
+    batch = replica_wire.encode_items([EmbedItem(texts=["a"])])
+    async with Replica("r1") as replica:
+        hello = (replica_wire.HELLO, 0, replica.server.token.encode())
+        [(kind, request_id, payload)] = await _frames(
+            replica.server.address, hello, (replica_wire.BATCH, 7, b"[1]")
+        )
+        assert (kind, request_id) == (replica_wire.REFUSED, 7)
+        status, message = replica_wire.read_refusal(payload)
+        assert status == replica_wire.INVALID_ARGUMENT and "malformed batch" in message
+        for opening in [
+            (replica_wire.BATCH, 1, batch),
+            (replica_wire.HELLO, 0, b"guess"),
+            (replica_wire.HELLO, 0, b"x" * 2000),
+        ]:
+            [(kind, request_id, payload)] = await _frames(replica.server.address, opening)
+            assert (kind, request_id) == (replica_wire.REFUSED, 0)
+            assert replica_wire.read_refusal(payload)[0] == replica_wire.UNAUTHENTICATED
+        # A good batch after a bad one on the same connection is answered.
+        answers = await _frames(
+            replica.server.address, hello, (replica_wire.BATCH, 8, b"{"), (replica_wire.BATCH, 9, batch)
+        )
+        assert sorted((request_id, kind) for kind, request_id, _ in answers) == [
+            (8, replica_wire.REFUSED),
+            (9, replica_wire.RESULTS),
+        ]
+    assert replica.model.seen == ["a"]
+
+
+async def test_many_batches_share_one_connection_and_answers_find_their_callers() -> None:
+    backend = DirectVariantBackend("v", FakeBackend(), max_ongoing=64)
+    async with Replica("r1", delay=0.05) as replica:
+        backend.update([replica.entry])
+        batches = [[EmbedItem(texts=[f"t{i}-{j}" for j in range(i % 3 + 1)])] for i in range(40)]
+        results = await asyncio.gather(*(backend.embed(items) for items in batches))
+        for items, result in zip(batches, results, strict=True):
+            _check(items, result)
+        (endpoint,) = backend.endpoints.values()
+        assert endpoint.in_flight == 0
+    assert backend.direct_batches == 40
+
+
+async def test_a_replica_that_goes_away_mid_batch_is_resent_through_the_handle() -> None:
+    handle = FakeBackend()
+    backend = DirectVariantBackend("v", handle, max_ongoing=4)
+    async with Replica("r1", delay=5.0) as replica:
+        backend.update([replica.entry])
+        call = asyncio.ensure_future(backend.embed([EmbedItem(texts=["a"])]))
+        await asyncio.sleep(0.3)
+        await replica.server.stop(0)  # hangs up with the batch under way
+        _check([EmbedItem(texts=["a"])], await asyncio.wait_for(call, 10))
+    assert handle.seen == ["a"] and backend.endpoints == {}
+
+
+async def test_a_caller_that_gives_up_leaves_the_connection_serving() -> None:
+    backend = DirectVariantBackend("v", FakeBackend(), max_ongoing=4)
+    async with Replica("r1", delay=0.3) as replica:
+        backend.update([replica.entry])
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(backend.embed([EmbedItem(texts=["late"])]), 0.05)
+        items = [EmbedItem(texts=["b"])]
+        _check(items, await backend.embed(items))
+    assert backend.fallback_batches == 0
 
 
 async def test_least_loaded_endpoint_is_chosen_and_a_full_one_falls_back() -> None:
