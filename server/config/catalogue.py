@@ -184,8 +184,8 @@ class RouterConfig(_Strict):
     direct: bool = Field(
         True,
         description="Send batches to replicas over a TCP port of their own (~0.1 ms per hop) rather than "
-        "through Ray Serve handles (~7 ms on a 2-core machine); the handle stays the fallback. Replicas' ports "
-        "must be reachable from the router's node (they listen on the node IP Ray uses).",
+        "through Ray Serve handles (~7 ms on a 2-core machine); the handle stays the fallback. Replicas' "
+        "ports must be reachable from the router's node (they listen on the node IP Ray uses).",
     )
 
 

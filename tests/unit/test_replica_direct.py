@@ -1,0 +1,47 @@
+"""The replica's entry for direct batches: straight to the model when idle, else through
+@serve.batch's queue (to be merged with what waits there). No Ray: the deployment's class
+with its model calls replaced."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from embedpool.server.serving.replica import ModelReplica
+from embedpool.server.types import EmbedItem, EmbedOutput
+
+
+class _Replica:
+    """ModelReplica's methods on an object without Ray or a model behind it."""
+
+    _embed_direct = ModelReplica.func_or_class._embed_direct
+    _embed_calls = ModelReplica.func_or_class._embed_calls
+
+    def __init__(self) -> None:
+        self._running = 0
+        self.ran: list[tuple[str, int]] = []  # (path, batches running when the model was reached)
+        self.release = asyncio.Event()
+
+    async def _embed_merged(self, calls: list[list[EmbedItem]]) -> list[list[Any]]:
+        self.ran.append(("model", self._running))
+        await self.release.wait()
+        return [[EmbedOutput.__new__(EmbedOutput) for _ in call] for call in calls]
+
+    async def embed(self, items: list[EmbedItem]) -> list[Any]:
+        self.ran.append(("queue", self._running))
+        return (await self._embed_calls([items]))[0]
+
+
+async def test_an_idle_replica_runs_a_direct_batch_at_once_a_busy_one_queues_it() -> None:
+    replica = _Replica()
+    first = asyncio.ensure_future(replica._embed_direct([EmbedItem(texts=["a"])]))
+    await asyncio.sleep(0)
+    assert replica.ran == [("model", 1)]  # idle: no queue
+    second = asyncio.ensure_future(replica._embed_direct([EmbedItem(texts=["b"]), EmbedItem(texts=["c"])]))
+    await asyncio.sleep(0)
+    assert replica.ran[1] == ("queue", 1)  # busy: it waits to be merged
+    replica.release.set()
+    assert [len(r) for r in await asyncio.gather(first, second)] == [1, 2]
+    assert replica._running == 0
+    await replica._embed_direct([EmbedItem(texts=["d"])])
+    assert replica.ran[-1] == ("model", 1)  # idle again
