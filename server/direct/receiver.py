@@ -63,8 +63,9 @@ class DirectServer:
             except replica_wire.WireError:
                 kind, token = 0, b""
             if kind != replica_wire.HELLO or not hmac.compare_digest(token, self.token.encode()):
-                refused = replica_wire.refusal(replica_wire.UNAUTHENTICATED, "not a Router of this pool")
-                writer.writelines(replica_wire.frame(replica_wire.REFUSED, 0, refused))
+                writer.writelines(
+                    replica_wire.refused(0, replica_wire.UNAUTHENTICATED, "not a Router of this pool")
+                )
                 await writer.drain()
                 return
             while True:
@@ -84,11 +85,7 @@ class DirectServer:
         try:
             items = replica_wire.decode_items(payload)
         except replica_wire.WireError as exc:
-            answer = replica_wire.frame(
-                replica_wire.REFUSED,
-                request_id,
-                replica_wire.refusal(replica_wire.INVALID_ARGUMENT, str(exc)),
-            )
+            answer = replica_wire.refused(request_id, replica_wire.INVALID_ARGUMENT, str(exc))
         else:
             self.ongoing += 1
             try:
@@ -99,9 +96,7 @@ class DirectServer:
             except Exception as exc:  # the batch's error, not the connection's: the Router raises it
                 log.exception("direct batch failed")
                 message = f"{type(exc).__name__}: {exc}"
-                answer = replica_wire.frame(
-                    replica_wire.REFUSED, request_id, replica_wire.refusal(replica_wire.UNKNOWN, message)
-                )
+                answer = replica_wire.refused(request_id, replica_wire.UNKNOWN, message)
             finally:
                 self.ongoing -= 1
         if not writer.is_closing():

@@ -132,8 +132,9 @@ def frame(kind: int, request_id: int, payload: bytes) -> list[bytes]:
     return [FRAME.pack(len(payload), request_id, kind), payload]
 
 
-def refusal(status: str, message: str) -> bytes:
-    return json.dumps([status, message], ensure_ascii=False).encode()
+def refused(request_id: int, status: str, message: str) -> list[bytes]:
+    """A REFUSED frame (request id 0: the whole connection), as `frame` gives it."""
+    return frame(REFUSED, request_id, json.dumps([status, message], ensure_ascii=False).encode())
 
 
 def read_refusal(payload: bytes) -> tuple[str, str]:

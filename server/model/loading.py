@@ -208,7 +208,15 @@ def _dtype_kwarg() -> str:
     return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
-_OPENVINO_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+# A catalogue dtype as OpenVINO's INFERENCE_PRECISION_HINT (and back, for the runner's label).
+OPENVINO_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
+
+
+def dtype_is_openvino_precision(variant_cfg: VariantConfig) -> bool:
+    """An openvino variant of the fp32 model: its dtype is the precision it runs (not a file's type)."""
+    return (
+        variant_cfg.backend == "openvino" and variant_cfg.file_name is None and variant_cfg.quantize is None
+    )
 
 
 def sentence_transformer_kwargs(
@@ -230,9 +238,9 @@ def sentence_transformer_kwargs(
     elif variant_cfg.backend == "openvino":
         model_kwargs["file_name"] = weights.file_name
         model_kwargs["ov_config"] = thread_settings.openvino_config(threads)
-        if variant_cfg.file_name is None and variant_cfg.quantize is None:
+        if dtype_is_openvino_precision(variant_cfg):
             # The named dtype is what runs: OpenVINO would pick bf16 by itself where the CPU has it.
-            model_kwargs["ov_config"]["INFERENCE_PRECISION_HINT"] = _OPENVINO_PRECISION[variant_cfg.dtype]
+            model_kwargs["ov_config"]["INFERENCE_PRECISION_HINT"] = OPENVINO_PRECISION[variant_cfg.dtype]
     user = dict(variant_cfg.model_kwargs)
     if "ov_config" in user and "ov_config" in model_kwargs and isinstance(user["ov_config"], dict):
         user["ov_config"] = {**model_kwargs["ov_config"], **user["ov_config"]}

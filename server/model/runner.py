@@ -34,7 +34,13 @@ from embedpool.server.errors import ConfigError, EmbedpoolError, InvalidArgument
 from embedpool.server.model import backend_choice, int8_check
 from embedpool.server.model import threads as thread_settings
 from embedpool.server.model.custom import CustomEmbedder, default_count_tokens, import_class, instantiate
-from embedpool.server.model.loading import WeightsLocation, load_sentence_transformer, resolve_source
+from embedpool.server.model.loading import (
+    OPENVINO_PRECISION,
+    WeightsLocation,
+    dtype_is_openvino_precision,
+    load_sentence_transformer,
+    resolve_source,
+)
 from embedpool.server.model.postprocess import (
     CALIBRATION_CORPUS,
     CalibrationRanges,
@@ -348,9 +354,7 @@ class SentenceTransformerRunner(ModelRunner):
         self.description = VariantDescription(
             dimensions=dimensions,
             max_input_tokens=max_length,
-            dtype=_openvino_precision(model) or _dtype_label(variant_cfg, weights.file_name)
-            if variant_cfg.backend == "openvino" and not variant_cfg.file_name and not variant_cfg.quantize
-            else _dtype_label(variant_cfg, weights.file_name),
+            dtype=_dtype_label(variant_cfg, weights.file_name, model),
             prompts=prompts,
             query_prompt_name=query_name,
             document_prompt_name=document_name,
@@ -581,11 +585,15 @@ def _openvino_precision(model: Any) -> str | None:
         precision = model[0].auto_model.request.get_property("INFERENCE_PRECISION_HINT")
     except Exception:  # pragma: no cover - depends on optimum internals
         return None
-    return {"bf16": "bfloat16", "f32": "float32", "f16": "float16"}.get(str(precision.get_type_name()))
+    dtypes = {hint: dtype for dtype, hint in OPENVINO_PRECISION.items()}
+    return dtypes.get(str(precision.get_type_name()))
 
 
-def _dtype_label(variant_cfg: VariantConfig, file_name: str | None) -> str:
-    """Weight type for VariantInfo.dtype: float32/float16/bfloat16, or the quantized file's kind."""
+def _dtype_label(variant_cfg: VariantConfig, file_name: str | None, model: Any) -> str:
+    """VariantInfo.dtype: float32/float16/bfloat16 (for OpenVINO's fp32 model, the precision the
+    compiled model runs), or the quantized file's kind."""
+    if dtype_is_openvino_precision(variant_cfg):
+        return _openvino_precision(model) or variant_cfg.dtype
     if variant_cfg.backend == "openvino" and variant_cfg.quantize == "weights-int8":
         return "int8-weights"
     if file_name:
