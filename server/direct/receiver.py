@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 
 from embedpool.server.direct import wire as replica_wire
@@ -28,7 +29,12 @@ class DirectServer:
     def __init__(self, embed: EmbedFn) -> None:
         self._embed = embed
         self.token = secrets.token_urlsafe(24)
-        self.ongoing = 0  # batches being embedded, for autoscaling
+        self.ongoing = 0  # batches read and not yet answered
+        # Batch-nanoseconds held since the last mean_ongoing(): the autoscaler gets the mean over
+        # time, since a sample taken between two forward passes (the model runs on the event
+        # loop, which answers the sample) would mostly find nothing held.
+        self._area = 0
+        self._mark = self._window = time.monotonic_ns()
         self.address = ""
         self._server: asyncio.Server | None = None
         self._batches: set[asyncio.Task[None]] = set()
@@ -72,6 +78,9 @@ class DirectServer:
                 kind, request_id, payload = await replica_wire.read_frame(reader)
                 if kind != replica_wire.BATCH:
                     return  # not a peer of this protocol: hang up
+                # Counted as it is read: frames that came in together are all counted before the
+                # first runs, so the replica merges them into one forward pass (replica.py).
+                self._add(1)
                 task = asyncio.get_running_loop().create_task(self._answer(writer, request_id, payload))
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
@@ -81,24 +90,35 @@ class DirectServer:
             self._writers.discard(writer)
             writer.close()
 
+    def _add(self, batches: int) -> None:
+        now = time.monotonic_ns()
+        self._area += self.ongoing * (now - self._mark)
+        self._mark = now
+        self.ongoing += batches
+
+    def mean_ongoing(self) -> float:
+        """Batches held on average since the last call (Little's law: arrivals x time held)."""
+        self._add(0)
+        elapsed = self._mark - self._window
+        mean = self._area / elapsed if elapsed > 0 else float(self.ongoing)
+        self._area, self._window = 0, self._mark
+        return mean
+
     async def _answer(self, writer: asyncio.StreamWriter, request_id: int, payload: bytes) -> None:
         try:
             items = replica_wire.decode_items(payload)
+            results = await self._embed(items)
+            answer = replica_wire.frame(
+                replica_wire.RESULTS, request_id, replica_wire.encode_results(results)
+            )
         except replica_wire.WireError as exc:
             answer = replica_wire.refused(request_id, replica_wire.INVALID_ARGUMENT, str(exc))
-        else:
-            self.ongoing += 1
-            try:
-                results = await self._embed(items)
-                answer = replica_wire.frame(
-                    replica_wire.RESULTS, request_id, replica_wire.encode_results(results)
-                )
-            except Exception as exc:  # the batch's error, not the connection's: the Router raises it
-                log.exception("direct batch failed")
-                message = f"{type(exc).__name__}: {exc}"
-                answer = replica_wire.refused(request_id, replica_wire.UNKNOWN, message)
-            finally:
-                self.ongoing -= 1
+        except Exception as exc:  # the batch's error, not the connection's: the Router raises it
+            log.exception("direct batch failed")
+            message = f"{type(exc).__name__}: {exc}"
+            answer = replica_wire.refused(request_id, replica_wire.UNKNOWN, message)
+        finally:
+            self._add(-1)
         if not writer.is_closing():
             writer.writelines(answer)
             with contextlib.suppress(ConnectionError):

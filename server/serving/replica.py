@@ -5,7 +5,7 @@ loses 5-10 ms per forward waiting for the GIL); long ones, and token counting,
 on one encode thread so the loop still answers health checks. Batches arrive
 through Serve's handle and, faster, through the replica's direct channel
 (direct/receiver.py); both meet in the same @serve.batch queue, except a direct batch
-that finds the replica idle, which goes straight to the model.
+that finds the replica idle and no other batch read, which goes straight to the model.
 """
 
 from __future__ import annotations
@@ -103,8 +103,9 @@ class ModelReplica:
                 log.exception("could not publish the direct channel's address")
 
     async def record_autoscaling_stats(self) -> dict[str, float]:
-        """Batches on the direct channel, which Serve's own request count does not see."""
-        return {DIRECT_ONGOING: float(self.direct.ongoing)}
+        """Batches held on the direct channel (mean since the last report), which Serve's own
+        request count does not see."""
+        return {DIRECT_ONGOING: self.direct.mean_ongoing()}
 
     async def stats(self) -> dict[str, Any]:
         """Batch sizes (in texts) this replica ran, for tests and `embedpool bench`."""
@@ -125,10 +126,11 @@ class ModelReplica:
         )
 
     async def _embed_direct(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        """A batch from the direct channel: on an idle replica straight to the model (there is
-        nothing to merge it with, and @serve.batch's queue cost a one-text call ~0.3 ms of its
-        ~0.5 ms from the Router to the forward pass); else into the queue, to meet the others."""
-        if self._running == 0:
+        """A batch from the direct channel: alone on an idle replica, straight to the model (there
+        is nothing to merge it with, and @serve.batch's queue cost a one-text call ~0.3 ms of its
+        ~0.5 ms from the Router to the forward pass); else into the queue, to meet the others
+        (batches read together are all counted before the first gets here)."""
+        if self._running == 0 and self.direct.ongoing <= 1:
             return (await self._embed_calls([items]))[0]
         result: list[EmbedOutput | EmbedpoolError] = await self.embed(items)
         return result

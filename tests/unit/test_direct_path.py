@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from embedpool.server.direct import receiver
 from embedpool.server.direct import wire as replica_wire
 from embedpool.server.direct.receiver import DirectServer
 from embedpool.server.direct.sender import DirectVariantBackend, Entry
@@ -355,3 +356,43 @@ def test_policy_is_importable_as_serve_resolves_it() -> None:
     policy = config.policy.get_policy()  # what Serve's controller will run
     assert policy(_Ctx(2, requests=0, direct={"a": 4.0}))[0] == pytest.approx(2.0)
     assert "policy" not in replica_options(variant, 10, direct=False)["autoscaling_config"]
+
+
+async def test_frames_read_together_are_all_counted_before_the_first_runs() -> None:
+    seen: list[int] = []
+
+    async def embed(items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        seen.append(server.ongoing)
+        return [EmbedOutput(np.zeros((len(i.texts), 2), np.float32), 2, 1, 0) for i in items]
+
+    server = DirectServer(embed)
+    await server.start("127.0.0.1")
+    host, port = server.address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    payload = replica_wire.encode_items([EmbedItem(texts=["a"])])
+    writer.writelines(replica_wire.frame(replica_wire.HELLO, 0, server.token.encode()))
+    for request_id in (1, 2, 3):  # one write: the replica reads all three before it runs one
+        writer.writelines(replica_wire.frame(replica_wire.BATCH, request_id, payload))
+    await writer.drain()
+    for _ in range(3):
+        assert (await replica_wire.read_frame(reader))[0] == replica_wire.RESULTS
+    assert seen[0] == 3 and server.ongoing == 0
+    writer.close()
+    await server.stop(0)
+
+
+def test_the_autoscaling_figure_is_the_mean_held_over_time_not_a_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0]
+    monkeypatch.setattr(receiver.time, "monotonic_ns", lambda: clock[0])
+    server = DirectServer(FakeBackend().embed)
+    server._add(2)
+    clock[0] += 50
+    server._add(-2)
+    clock[0] += 50  # idle for the second half: a sample now would say 0
+    assert server.mean_ongoing() == pytest.approx(1.0)
+    server._add(1)
+    clock[0] += 10
+    assert server.mean_ongoing() == pytest.approx(1.0)  # a new window starts at each report
+    assert server.mean_ongoing() == pytest.approx(1.0)  # no time passed: what is held now

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from embedpool.server.direct.receiver import DirectServer
 from embedpool.server.serving.replica import ModelReplica
 from embedpool.server.types import EmbedItem, EmbedOutput
 
@@ -19,6 +20,7 @@ class _Replica:
 
     def __init__(self) -> None:
         self._running = 0
+        self.direct = DirectServer(self._embed_direct)
         self.ran: list[tuple[str, int]] = []  # (path, batches running when the model was reached)
         self.release = asyncio.Event()
 
@@ -45,3 +47,13 @@ async def test_an_idle_replica_runs_a_direct_batch_at_once_a_busy_one_queues_it(
     assert replica._running == 0
     await replica._embed_direct([EmbedItem(texts=["d"])])
     assert replica.ran[-1] == ("model", 1)  # idle again
+
+
+async def test_batches_read_together_on_an_idle_replica_are_merged_not_run_one_by_one() -> None:
+    replica = _Replica()
+    replica.direct.ongoing = 2  # the receiver counts every frame it read before the first runs
+    first = asyncio.ensure_future(replica._embed_direct([EmbedItem(texts=["a"])]))
+    await asyncio.sleep(0)
+    assert replica.ran[0] == ("queue", 0)  # another batch waits: into the queue, to meet it
+    replica.release.set()
+    await first
