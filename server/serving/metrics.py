@@ -2,18 +2,41 @@
 
 Ray exports them on each node's metrics port (`ray start --metrics-export-port`)
 with the `ray_` prefix, e.g. `ray_embedpool_batch_size_bucket`.
+
+A call only notes what it saw; `flush()` (every FLUSH_S, from the deployment's own task)
+hands it to Ray. Ray's record call costs ~0.1 ms of Python (its tags are merged and checked
+each time): a third of the Router's CPU per Embed call, and on the answer's path, before this.
+Ray exports every `metrics_report_interval_ms` (seconds), so a reading is as fresh as before.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import Counter as Tally
-from typing import Any
+from typing import Any, Protocol
 
 from ray.serve import metrics
 
 _SIZE_BUCKETS: list[float] = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
 _MS_BUCKETS: list[float] = [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 5000]
 _TOKEN_BUCKETS: list[float] = [8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384]
+FLUSH_S = 0.5
+log = logging.getLogger("ray.serve")
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+async def flush_forever(metrics: Flushable) -> None:
+    """The deployment's task that hands what its calls noted to Ray."""
+    while True:
+        await asyncio.sleep(FLUSH_S)
+        try:
+            metrics.flush()
+        except Exception:  # a metric that failed must not stop the others' next flush
+            log.exception("could not record metrics")
 
 
 class ReplicaMetrics:
@@ -52,16 +75,20 @@ class ReplicaMetrics:
             m.set_default_tags(dict(tags))  # Ray adds its own keys to the dict it gets
         self._sizes: Tally[int] = Tally()
         self._batches = 0
+        self._noted: list[tuple[Any, float]] = []  # (histogram, value) not yet handed to Ray
 
     def batch(self, texts: int, inference_ns: int) -> None:
-        self.batch_size.observe(texts)
-        self.inference_ms.observe(inference_ns / 1e6)
+        self._noted += ((self.batch_size, texts), (self.inference_ms, inference_ns / 1e6))
         self._sizes[texts] += 1
         self._batches += 1
 
     def request(self, tokens: int, queue_ns: int) -> None:
-        self.tokens.observe(tokens)
-        self.queue_ms.observe(queue_ns / 1e6)
+        self._noted += ((self.tokens, tokens), (self.queue_ms, queue_ns / 1e6))
+
+    def flush(self) -> None:
+        noted, self._noted = self._noted, []
+        for histogram, value in noted:
+            histogram.observe(value)
 
     def snapshot(self) -> dict[str, Any]:
         return {"batches": self._batches, "batch_sizes": dict(self._sizes)}
@@ -77,6 +104,13 @@ class RouterMetrics:
             ("method", "model", "variant", "code", "front"),  # type: ignore[arg-type]  # ray: Tuple[str]
         )
 
+        self._noted: Tally[tuple[str, str, str, str, str]] = Tally()
+
     def request(self, method: str, model: str, variant: str, code: str, front: str) -> None:
-        tags = {"method": method, "model": model, "variant": variant, "code": code, "front": front}
-        self.requests.inc(tags=tags)
+        self._noted[(method, model, variant, code, front)] += 1
+
+    def flush(self) -> None:
+        noted, self._noted = self._noted, Tally()
+        for (method, model, variant, code, front), count in noted.items():
+            tags = {"method": method, "model": model, "variant": variant, "code": code, "front": front}
+            self.requests.inc(count, tags=tags)

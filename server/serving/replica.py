@@ -79,6 +79,7 @@ class ModelReplica:
         self.embed.set_max_batch_size(variant.batching.max_batch_size)  # type: ignore[attr-defined]
         self.embed.set_batch_wait_timeout_s(variant.batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
         self._metrics = metrics.ReplicaMetrics(model.name, variant.name or "")
+        self._metrics_task = asyncio.get_running_loop().create_task(metrics.flush_forever(self._metrics))
         self._running = 0  # batches between the start of embed and their results
         self.direct = DirectServer(self._embed_direct)
         self._heartbeat: asyncio.Task[None] | None = None
@@ -201,5 +202,8 @@ class ModelReplica:
             except Exception:
                 log.exception("could not unpublish the direct channel")
             await self.direct.stop(grace=15)
+        if hasattr(self, "_metrics_task"):
+            self._metrics_task.cancel()
+            self._metrics.flush()
         if hasattr(self, "_executor"):
             self._executor.shutdown(wait=False, cancel_futures=True)

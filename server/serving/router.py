@@ -31,7 +31,7 @@ from embedpool.server.fronts.outcome import Failure, failure, settle
 from embedpool.server.service.core import Call, RouterCore
 from embedpool.server.serving import registry
 from embedpool.server.serving.handle_backend import RayVariantBackend
-from embedpool.server.serving.metrics import RouterMetrics
+from embedpool.server.serving.metrics import RouterMetrics, flush_forever
 from embedpool.v1 import embedding_service_pb2 as pb
 
 log = logging.getLogger("ray.serve")
@@ -89,6 +89,7 @@ class Router:
             log.info("embedpool HTTP (OpenAI-compatible) listening on %s:%s", grpc_host, http_port)
         self._health_task = asyncio.get_running_loop().create_task(self._watch_health())
         self._discovery_task = asyncio.get_running_loop().create_task(self._watch_replicas())
+        self._metrics_task = asyncio.get_running_loop().create_task(flush_forever(self.metrics))
 
     def _up(self) -> bool:
         """Whether the default model can answer, as the last health watch found it."""
@@ -134,6 +135,8 @@ class Router:
             *([self.server.stop(grace=10)] if self.server is not None else []),
             *([self.http.stop(grace_s=10)] if self.http is not None else []),
         )
+        self._metrics_task.cancel()
+        self.metrics.flush()  # the calls that finished while draining
 
     # ---- Ray's gRPC proxy path ------------------------------------------
 
