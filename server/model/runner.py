@@ -41,6 +41,7 @@ from embedpool.server.model.loading import (
     load_sentence_transformer,
     resolve_source,
 )
+from embedpool.server.model.openvino_forward import DirectForward
 from embedpool.server.model.postprocess import (
     CALIBRATION_CORPUS,
     CalibrationRanges,
@@ -319,6 +320,7 @@ class SentenceTransformerRunner(ModelRunner):
         if self._encoder is None:
             logger.info("%s: using sentence-transformers preprocessing (no fast path)", self.variant_name)
         self._needs_prompt_length = any(getattr(m, "include_prompt", True) is False for m in model)
+        self._direct = DirectForward.fitting(model, self.backend, torch)
         self._device = torch.device(variant_cfg.device)
         self._overhead_tokens = (
             GPU_FORWARD_OVERHEAD_TOKENS if variant_cfg.device == "cuda" else CPU_FORWARD_OVERHEAD_TOKENS
@@ -399,6 +401,8 @@ class SentenceTransformerRunner(ModelRunner):
         return [int(n) for n in features["attention_mask"].sum(dim=1).tolist()]
 
     def _forward(self, features: dict[str, Any], prompt_length: int | None) -> np.ndarray:
+        if prompt_length is None and self._direct is not None and self._direct.accepts(features):
+            return self._direct(features)
         torch = self._torch
         tensors: dict[str, Any] = {}
         for key, value in features.items():

@@ -642,6 +642,36 @@ def test_openvino_matches_torch(runner: Callable[..., ModelRunner], torch_vector
 
 
 @pytest.mark.slow
+def test_openvino_runs_its_own_infer_request_with_optimums_numbers(
+    runner: Callable[..., ModelRunner],
+) -> None:
+    """The direct forward (openvino_forward.py) gives what optimum's forward gives, also after
+    set_threads recompiles the model (a new compiled model: a new infer request)."""
+    r = runner("minilm", "openvino-cpu")
+    assert isinstance(r, SentenceTransformerRunner) and r._direct is not None
+    items = [EmbedItem(texts=TEXTS, truncate=True), EmbedItem(texts=[TEXTS[0]], normalize=False)]
+
+    def vectors() -> list[np.ndarray]:
+        return [out(result).vectors for result in r.embed_batch(items)]
+
+    direct = vectors()
+    direct_forward, r._direct = r._direct, None
+    try:
+        optimum = vectors()
+    finally:
+        r._direct = direct_forward
+    for mine, theirs in zip(direct, optimum, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
+    compiled = direct_forward._compiled
+    try:
+        r.set_threads(1)  # the fixture loaded it with 2
+        np.testing.assert_allclose(vectors()[0], direct[0], rtol=0, atol=1e-6)
+        assert direct_forward._compiled is not compiled
+    finally:
+        r.set_threads(2)
+
+
+@pytest.mark.slow
 def test_openvino_bf16_says_what_it_runs(
     runner: Callable[..., ModelRunner], torch_vectors: np.ndarray
 ) -> None:
