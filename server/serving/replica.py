@@ -204,6 +204,6 @@ class ModelReplica:
             await self.direct.stop(grace=15)
         if hasattr(self, "_metrics_task"):
             self._metrics_task.cancel()
-            self._metrics.flush()
+            metrics.flush_now(self._metrics)
         if hasattr(self, "_executor"):
             self._executor.shutdown(wait=False, cancel_futures=True)

@@ -31,7 +31,7 @@ from embedpool.server.fronts.outcome import Failure, failure, settle
 from embedpool.server.service.core import Call, RouterCore
 from embedpool.server.serving import registry
 from embedpool.server.serving.handle_backend import RayVariantBackend
-from embedpool.server.serving.metrics import RouterMetrics, flush_forever
+from embedpool.server.serving.metrics import RouterMetrics, flush_forever, flush_now
 from embedpool.v1 import embedding_service_pb2 as pb
 
 log = logging.getLogger("ray.serve")
@@ -136,7 +136,7 @@ class Router:
             *([self.http.stop(grace_s=10)] if self.http is not None else []),
         )
         self._metrics_task.cancel()
-        self.metrics.flush()  # the calls that finished while draining
+        flush_now(self.metrics)  # the calls that finished while draining
 
     # ---- Ray's gRPC proxy path ------------------------------------------
 
