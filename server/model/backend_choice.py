@@ -66,7 +66,8 @@ SPEED_FLAGS: tuple[str, ...] = (
 )
 ROUNDS = 5
 BATCH = 32
-CHOICE_FORMAT = 3
+# 4: ONNX Runtime and OpenVINO measured with torch on one thread beside them (threads.torch_threads).
+CHOICE_FORMAT = 4
 CHOICE_KIND = "backend-choice"
 
 _PACKAGES = {

@@ -255,7 +255,7 @@ def load_sentence_transformer(
     import torch
     from sentence_transformers import SentenceTransformer
 
-    thread_settings.for_current_thread(threads)
+    thread_settings.for_current_thread(thread_settings.torch_threads(variant_cfg.backend, threads))
     source = resolve_source(model_cfg.source)
     weights = locate_weights(model_cfg, variant_cfg, Path(cache_dir), source)
     model_kwargs = sentence_transformer_kwargs(variant_cfg, weights, threads)

@@ -380,7 +380,7 @@ class SentenceTransformerRunner(ModelRunner):
     def set_threads(self, threads: int) -> None:
         threads = max(1, int(threads))
         self.threads = threads
-        thread_settings.for_current_thread(threads)
+        thread_settings.for_current_thread(thread_settings.torch_threads(self.backend, threads))
         inner = getattr(self.model[0], "auto_model", None)
         if self.backend == "onnx":
             thread_settings.rebuild_onnx_session(inner, threads)

@@ -31,6 +31,15 @@ def for_current_thread(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
+def torch_threads(backend: str, threads: int) -> int:
+    """torch's share of the budget: all of it where torch runs the model (torch, a custom
+    class), one thread where ONNX Runtime or OpenVINO does and torch only runs the small
+    modules after the Transformer (Pooling, Normalize). A second pool of spinning OpenMP
+    threads on the same cores slowed the next forward: batch 32 ran 1.2x (OpenVINO) and
+    1.3x (ONNX) faster with torch on one thread (BENCHMARKS.md)."""
+    return max(1, threads) if backend in ("torch", "custom") else 1
+
+
 def session_options(threads: int) -> Any:
     """onnxruntime SessionOptions with the budget (inter-op 1: one graph runs at a time)."""
     import onnxruntime as ort

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -870,6 +871,28 @@ def test_onnx_set_threads_rebuilds_the_session(runner: Callable[..., ModelRunner
     assert session.get_session_options().intra_op_num_threads == 1
     np.testing.assert_allclose(out(r.embed_batch([EmbedItem(texts=TEXTS[:3])])[0]).vectors, before, atol=1e-6)
     r.set_threads(2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["onnx-cpu", "openvino-cpu"])
+def test_torch_keeps_one_thread_beside_another_runtime(
+    runner: Callable[..., ModelRunner], variant: str
+) -> None:
+    """ONNX Runtime / OpenVINO get the whole budget; torch, which only pools there, gets one
+    thread in every thread that runs a forward (threads.torch_threads), the encode thread too."""
+    import torch
+
+    r = runner("minilm", variant)
+    assert isinstance(r, SentenceTransformerRunner)
+    torch.set_num_threads(2)
+    r.set_threads(2)
+    assert torch.get_num_threads() == 1
+    with ThreadPoolExecutor(max_workers=1, initializer=r.set_threads, initargs=(2,)) as pool:
+        assert pool.submit(torch.get_num_threads).result() == 1
+    if variant == "onnx-cpu":
+        assert r.model[0].auto_model.session.get_session_options().intra_op_num_threads == 2
+    else:
+        assert r.model[0].auto_model.ov_config["INFERENCE_NUM_THREADS"] == "2"
 
 
 @pytest.mark.slow
