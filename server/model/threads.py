@@ -32,12 +32,13 @@ def for_current_thread(threads: int) -> None:
 
 
 def torch_threads(backend: str, threads: int) -> int:
-    """torch's share of the budget: all of it where torch runs the model (torch, a custom
-    class), one thread where ONNX Runtime or OpenVINO does and torch only runs the small
+    """torch's share of a sentence-transformers variant's budget: all of it where torch runs
+    the model, one thread where ONNX Runtime or OpenVINO does and torch only runs the small
     modules after the Transformer (Pooling, Normalize). A second pool of spinning OpenMP
     threads on the same cores slowed the next forward: batch 32 ran 1.2x (OpenVINO) and
-    1.3x (ONNX) faster with torch on one thread (BENCHMARKS.md)."""
-    return max(1, threads) if backend in ("torch", "custom") else 1
+    1.3x (ONNX) faster with torch on one thread (BENCHMARKS.md). A custom class keeps the
+    whole budget (CustomRunner sets it directly)."""
+    return threads if backend == "torch" else 1
 
 
 def session_options(threads: int) -> Any:
