@@ -20,7 +20,8 @@ from embedpool.server.direct import wire as replica_wire
 from embedpool.server.errors import EmbedpoolError
 from embedpool.server.types import EmbedItem, EmbedOutput
 
-EmbedFn = Callable[[list[EmbedItem]], Awaitable[list[EmbedOutput | EmbedpoolError]]]
+# (items, beside): beside when the Router had another batch out to this replica as it sent it.
+EmbedFn = Callable[[list[EmbedItem], bool], Awaitable[list[EmbedOutput | EmbedpoolError]]]
 log = logging.getLogger("embedpool")
 _MAX_HELLO = 1024
 
@@ -76,12 +77,15 @@ class DirectServer:
                 return
             while True:
                 kind, request_id, payload = await replica_wire.read_frame(reader)
-                if kind != replica_wire.BATCH:
+                if kind not in (replica_wire.BATCH, replica_wire.BESIDE):
                     return  # not a peer of this protocol: hang up
                 # Counted as it is read: frames that came in together are all counted before the
                 # first runs, so the replica merges them into one forward pass (replica.py).
                 self._add(1)
-                task = asyncio.get_running_loop().create_task(self._answer(writer, request_id, payload))
+                beside = kind == replica_wire.BESIDE
+                task = asyncio.get_running_loop().create_task(
+                    self._answer(writer, request_id, payload, beside)
+                )
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -104,10 +108,12 @@ class DirectServer:
         self._area, self._window = 0, self._mark
         return mean
 
-    async def _answer(self, writer: asyncio.StreamWriter, request_id: int, payload: bytes) -> None:
+    async def _answer(
+        self, writer: asyncio.StreamWriter, request_id: int, payload: bytes, beside: bool
+    ) -> None:
         try:
             items = replica_wire.decode_items(payload)
-            results = await self._embed(items)
+            results = await self._embed(items, beside)
             answer = replica_wire.frame(
                 replica_wire.RESULTS, request_id, replica_wire.encode_results(results)
             )

@@ -81,14 +81,14 @@ class Connection:
         writer.writelines(replica_wire.frame(replica_wire.HELLO, 0, token.encode()))
         return cls(reader, writer)
 
-    async def request(self, payload: bytes) -> bytes:
+    async def request(self, payload: bytes, kind: int = replica_wire.BATCH) -> bytes:
         if self.closed:
             raise ChannelError(replica_wire.UNAVAILABLE, "connection closed")
         request_id = next(self._ids)
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
         try:
-            self._writer.writelines(replica_wire.frame(replica_wire.BATCH, request_id, payload))
+            self._writer.writelines(replica_wire.frame(kind, request_id, payload))
             await self._writer.drain()
             return await answer
         except ConnectionError as exc:
@@ -141,15 +141,15 @@ class Endpoint:
         self._connection: Connection | None = None
         self._connecting = asyncio.Lock()
 
-    async def call(self, payload: bytes) -> bytes:
-        """The replica's answer to one batch; ChannelError when it gave none."""
+    async def call(self, payload: bytes, kind: int = replica_wire.BATCH) -> bytes:
+        """The replica's answer to one batch (a BATCH or BESIDE frame); ChannelError when it gave none."""
         connection = self._connection
         if connection is None or connection.closed:
             async with self._connecting:  # one connection, however many batches start together
                 if self._connection is None or self._connection.closed:
                     self._connection = await Connection.open(self.address, self.token)
                 connection = self._connection
-        return await connection.request(payload)
+        return await connection.request(payload, kind)
 
     async def close(self, grace: float) -> None:
         """Close once its calls in flight are done (at most `grace` s)."""
@@ -228,9 +228,11 @@ class DirectVariantBackend:
     ) -> list[EmbedOutput | EmbedpoolError] | None:
         """The batch over the direct channel; None when it must go through Ray instead."""
         payload = replica_wire.encode_items(items)
+        # Another batch of ours is still out there: the replica may run this one beside it.
+        kind = replica_wire.BESIDE if endpoint.in_flight else replica_wire.BATCH
         endpoint.in_flight += 1
         try:
-            data = await endpoint.call(payload)
+            data = await endpoint.call(payload, kind)
         except ChannelError as exc:
             if exc.status not in _RESEND:
                 raise EmbedpoolError(

@@ -6,7 +6,9 @@ One TCP connection per Router and replica carries frames both ways, many batches
 
 The Router's first frame is HELLO with the replica's token; then BATCH frames, each
 answered by a RESULTS or a REFUSED frame with the same request id (REFUSED with id 0
-refuses the connection). A REFUSED payload is JSON [status name, message].
+refuses the connection). A REFUSED payload is JSON [status name, message]. BESIDE is a
+BATCH the Router sent while another of its batches to that replica was still out: the
+replica may run the two side by side (replica.py).
 
 A batch goes out as JSON (texts and options; no pickle, so a peer that reaches the
 port cannot run code in the replica) and comes back as one JSON header plus the
@@ -33,7 +35,7 @@ import numpy as np
 from embedpool.server import errors
 from embedpool.server.types import EmbedItem, EmbedOutput
 
-HELLO, BATCH, RESULTS, REFUSED = 1, 2, 3, 4
+HELLO, BATCH, RESULTS, REFUSED, BESIDE = 1, 2, 3, 4, 5
 FRAME = struct.Struct(">IQB")
 # Statuses a REFUSED frame names (gRPC's names, which the logs and messages reuse).
 UNAUTHENTICATED = "UNAUTHENTICATED"

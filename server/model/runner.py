@@ -10,6 +10,9 @@
   see quantization.py). Errors that concern one item (an over-long input, an
   unknown prompt name, too many dimensions) are returned in that item's slot.
 - ``count_tokens``, ``set_threads``, ``warmup``.
+- ``stream_slots()``, ``embed_batch_on_stream(items)``: where the backend can run several
+  batches at once on streams that share the thread budget (OpenVINO on a CPU), how many, and
+  embed_batch on this thread's stream; any number of threads may call it at once.
 
 The model's trailing ``Normalize`` module is removed at load so that
 ``normalize=False`` returns the raw pooled vectors; normalization happens in
@@ -130,7 +133,8 @@ def _default_prompt_name(
 
 
 class ModelRunner(ABC):
-    """A loaded model variant. Not thread-safe for concurrent embed_batch calls (they serialize)."""
+    """A loaded model variant. Concurrent embed_batch calls serialize; embed_batch_on_stream
+    calls run side by side (and beside one embed_batch)."""
 
     description: VariantDescription
 
@@ -159,9 +163,22 @@ class ModelRunner(ABC):
         finally:
             self._lock.release()
 
+    def stream_slots(self) -> int:
+        """Batches embed_batch_on_stream runs at once (0: this backend has no streams)."""
+        return 0
+
+    def embed_batch_on_stream(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        """embed_batch on the calling thread's stream, beside other threads' (stream_slots > 0)."""
+        raise NotImplementedError(f"{type(self).__name__} has no streams")
+
+    def enter_stream_thread(self) -> None:  # noqa: B027 - optional: only backends with streams
+        """Set up a thread that will call embed_batch_on_stream (its torch threads)."""
+
     @abstractmethod
-    def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        """embed_batch without the lock."""
+    def _embed_batch(
+        self, items: Sequence[EmbedItem], stream: bool = False
+    ) -> list[EmbedOutput | EmbedpoolError]:
+        """embed_batch without the lock (on this thread's stream with ``stream``)."""
 
     @abstractmethod
     def count_tokens(
@@ -377,6 +394,26 @@ class SentenceTransformerRunner(ModelRunner):
         with self._lock:  # a fast tokenizer must not be used from two threads at once
             return self._count([prompt_text + text for text in texts])
 
+    def stream_slots(self) -> int:
+        # Streams serve the fast path's forward only: the tokenizer's arrays, pooling over every
+        # token (a prompt left out of pooling goes through optimum's own single request).
+        if self._direct is None or self._encoder is None or self._needs_prompt_length:
+            return 0
+        return self._direct.stream_slots()
+
+    def embed_batch_on_stream(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+        if not self.stream_slots():
+            raise NotImplementedError(f"variant {self.variant_name!r} has no streams")
+        return self._embed_batch(items, stream=True)
+
+    def enter_stream_thread(self) -> None:
+        thread_settings.for_current_thread(thread_settings.torch_threads(self.backend, 1))
+
+    def warmup(self) -> None:
+        super().warmup()
+        if self.stream_slots():  # compiles the streamed model now, not on the first busy moment
+            self.embed_batch_on_stream([EmbedItem(texts=["warm up", "a slightly longer warm up text"])])
+
     def set_threads(self, threads: int) -> None:
         threads = max(1, int(threads))
         self.threads = threads
@@ -400,9 +437,11 @@ class SentenceTransformerRunner(ModelRunner):
         features = self.model.preprocess(list(full_texts))
         return [int(n) for n in features["attention_mask"].sum(dim=1).tolist()]
 
-    def _forward(self, features: dict[str, Any], prompt_length: int | None) -> np.ndarray:
+    def _forward(
+        self, features: dict[str, Any], prompt_length: int | None, stream: bool = False
+    ) -> np.ndarray:
         if prompt_length is None and self._direct is not None and self._direct.accepts(features):
-            return self._direct(features)
+            return self._direct(features, stream)
         torch = self._torch
         tensors: dict[str, Any] = {}
         for key, value in features.items():
@@ -427,15 +466,17 @@ class SentenceTransformerRunner(ModelRunner):
             return self._run_rows(rows, [""] * len(rows))
         return self._run_fallback(texts, [""] * len(texts), ["right"] * len(texts))
 
-    def _run_rows(self, rows: list[list[int]], prompts: list[str]) -> np.ndarray:
+    def _run_rows(self, rows: list[list[int]], prompts: list[str], stream: bool = False) -> np.ndarray:
         """Forward token rows (fast path); identical rows (same ids, same pooling) run once."""
         firsts, inverse = self._distinct(rows, prompts)
         if len(firsts) == len(rows):
-            return self._run_distinct_rows(rows, prompts)
-        vectors = self._run_distinct_rows([rows[i] for i in firsts], [prompts[i] for i in firsts])
+            return self._run_distinct_rows(rows, prompts, stream)
+        vectors = self._run_distinct_rows([rows[i] for i in firsts], [prompts[i] for i in firsts], stream)
         return vectors[inverse]
 
-    def _run_distinct_rows(self, rows: list[list[int]], prompts: list[str]) -> np.ndarray:
+    def _run_distinct_rows(
+        self, rows: list[list[int]], prompts: list[str], stream: bool = False
+    ) -> np.ndarray:
         """Forward token rows, grouped by prompt only if pooling must skip the prompt."""
         assert self._encoder is not None
         out: np.ndarray | None = None
@@ -447,7 +488,7 @@ class SentenceTransformerRunner(ModelRunner):
             lengths = [len(rows[i]) for i in members]
             for chunk in plan_chunks(lengths, self._token_cap, self._overhead_tokens):
                 indices = [members[i] for i in chunk]
-                vectors = self._forward(self._encoder.pad([rows[i] for i in indices]), prompt_length)
+                vectors = self._forward(self._encoder.pad([rows[i] for i in indices]), prompt_length, stream)
                 if out is None:
                     out = np.empty((len(rows), vectors.shape[1]), dtype=np.float32)
                 out[indices] = vectors
@@ -507,7 +548,9 @@ class SentenceTransformerRunner(ModelRunner):
         assert out is not None
         return out
 
-    def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+    def _embed_batch(
+        self, items: Sequence[EmbedItem], stream: bool = False
+    ) -> list[EmbedOutput | EmbedpoolError]:
         results: list[EmbedOutput | EmbedpoolError | None] = [None] * len(items)
         checked: list[tuple[int, str, int]] = []  # (item index, prompt, dimensions)
         full_texts: list[str] = []
@@ -568,7 +611,7 @@ class SentenceTransformerRunner(ModelRunner):
                 attributes={"embedpool.texts": len(row_texts), "embedpool.tokens": tokens_in},
             ) as forward:
                 if encoder is not None:
-                    raw = self._run_rows(rows, row_prompts)
+                    raw = self._run_rows(rows, row_prompts, stream)
                     if forward is not None:  # the plan again, only when a trace records it
                         distinct, padded = self._padded_tokens(rows, row_prompts)
                         tracing.set_attributes(forward, distinct_texts=distinct, padded_tokens=padded)
@@ -681,7 +724,9 @@ class CustomRunner(ModelRunner):
             )
         return vectors.astype(np.float32, copy=False)
 
-    def _embed_batch(self, items: Sequence[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+    def _embed_batch(
+        self, items: Sequence[EmbedItem], stream: bool = False
+    ) -> list[EmbedOutput | EmbedpoolError]:
         results: list[EmbedOutput | EmbedpoolError | None] = [None] * len(items)
         by_type: dict[str, list[str]] = {}
         accepted: list[tuple[int, int, str, int, int, int]] = []

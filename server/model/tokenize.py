@@ -17,6 +17,7 @@ one character), and the untruncated tokenization costs nothing extra.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -96,6 +97,9 @@ class FastEncoder:
         special = getattr(tokenizer, "all_special_ids", None) or []
         self._special_ids = set(int(i) for i in special)
         self._prompt_lengths: dict[str, int] = {}
+        # Batches on two streams tokenize from two threads: a fast tokenizer is not to be
+        # called from two at once (its Rust state is borrowed per call).
+        self._calling = threading.Lock()
 
     # -- tokenizing -----------------------------------------------------------------------------
 
@@ -103,15 +107,16 @@ class FastEncoder:
         """Untruncated ids with special tokens, one list per text."""
         if not texts:
             return []
-        encoded = self.tokenizer(
-            list(texts),
-            add_special_tokens=True,
-            truncation=False,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
+        with self._calling:
+            encoded = self.tokenizer(
+                list(texts),
+                add_special_tokens=True,
+                truncation=False,
+                padding=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
+            )
         ids: list[list[int]] = encoded["input_ids"]
         return ids
 
@@ -145,15 +150,16 @@ class FastEncoder:
     def truncate_left(self, text: str, prompt_chars: int) -> list[int]:
         """Keep the end of the input, and the prompt (the first ``prompt_chars`` characters)."""
         limit = self.max_length
-        encoded = self.tokenizer(
-            text,
-            add_special_tokens=True,
-            truncation=False,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )
+        with self._calling:
+            encoded = self.tokenizer(
+                text,
+                add_special_tokens=True,
+                truncation=False,
+                return_offsets_mapping=True,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
+            )
         ids: list[int] = encoded["input_ids"]
         if len(ids) <= limit:
             return ids

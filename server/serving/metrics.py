@@ -77,27 +77,39 @@ class ReplicaMetrics:
             _TOKEN_BUCKETS,
             keys,  # type: ignore[arg-type]  # ray: tag_keys typed Tuple[str], takes any length
         )
-        for m in (self.batch_size, self.inference_ms, self.queue_ms, self.tokens):
+        self.stream_batches = metrics.Counter(
+            "embedpool_stream_batches",
+            "Batches run on a stream beside another batch (replica.py), not on every thread.",
+            keys,  # type: ignore[arg-type]  # ray: tag_keys typed Tuple[str], takes any length
+        )
+        for m in (self.batch_size, self.inference_ms, self.queue_ms, self.tokens, self.stream_batches):
             m.set_default_tags(dict(tags))  # Ray adds its own keys to the dict it gets
         self._sizes: Tally[int] = Tally()
         self._batches = 0
+        self._streamed = 0
+        self._streamed_noted = 0  # stream batches not yet handed to Ray
         self._noted: list[tuple[Any, float]] = []  # (histogram, value) not yet handed to Ray
 
-    def batch(self, texts: int, inference_ns: int) -> None:
+    def batch(self, texts: int, inference_ns: int, stream: bool = False) -> None:
         self._noted += ((self.batch_size, texts), (self.inference_ms, inference_ns / 1e6))
         self._sizes[texts] += 1
         self._batches += 1
+        self._streamed += stream
+        self._streamed_noted += stream
 
     def request(self, tokens: int, queue_ns: int) -> None:
         self._noted += ((self.tokens, tokens), (self.queue_ms, queue_ns / 1e6))
 
     def flush(self) -> None:
         noted, self._noted = self._noted, []
+        streamed, self._streamed_noted = self._streamed_noted, 0
         for histogram, value in noted:
             histogram.observe(value)
+        if streamed:
+            self.stream_batches.inc(streamed)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"batches": self._batches, "batch_sizes": dict(self._sizes)}
+        return {"batches": self._batches, "batch_sizes": dict(self._sizes), "stream_batches": self._streamed}
 
 
 class RouterMetrics:

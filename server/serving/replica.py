@@ -6,6 +6,12 @@ on one encode thread so the loop still answers health checks. Batches arrive
 through Serve's handle and, faster, through the replica's direct channel
 (direct/receiver.py); both meet in the same @serve.batch queue, except a direct batch
 that finds the replica idle and no other batch read, which goes straight to the model.
+
+Where the model has streams (OpenVINO on a CPU: runner.stream_slots), a replica under load
+runs two batches at once, each on a stream of its share of the threads: a batch the Router
+sent beside another of its batches (wire.BESIDE), or one that finds a batch running, goes
+to a stream thread. A batch alone (one caller, a bulk call's chunks one by one) still gets
+every thread: on one stream it would run at half speed (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -75,6 +81,14 @@ class ModelReplica:
             initializer=self.runner.set_threads,
             initargs=(threads,),
         )
+        # Stream threads, one per stream; each keeps its own infer request (model/openvino_forward.py).
+        self._streams: ThreadPoolExecutor | None = None
+        if self.runner.stream_slots():
+            self._streams = ThreadPoolExecutor(
+                max_workers=self.runner.stream_slots(),
+                thread_name_prefix="stream",
+                initializer=self.runner.enter_stream_thread,
+            )
         # @serve.batch's wrapper has these setters; Ray types the decorated method as a plain Callable.
         self.embed.set_max_batch_size(variant.batching.max_batch_size)  # type: ignore[attr-defined]
         self.embed.set_batch_wait_timeout_s(variant.batching.batch_wait_timeout_s)  # type: ignore[attr-defined]
@@ -126,11 +140,16 @@ class ModelReplica:
             self._executor, self.runner.count_tokens, texts, input_type, prompt, prompt_name
         )
 
-    async def _embed_direct(self, items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
-        """A batch from the direct channel: alone on an idle replica, straight to the model (there
-        is nothing to merge it with, and @serve.batch's queue cost a one-text call ~0.3 ms of its
-        ~0.5 ms from the Router to the forward pass); else into the queue, to meet the others
-        (batches read together are all counted before the first gets here)."""
+    async def _embed_direct(
+        self, items: list[EmbedItem], beside: bool = False
+    ) -> list[EmbedOutput | EmbedpoolError]:
+        """A batch from the direct channel: on a stream when it runs beside another (above);
+        alone on an idle replica, straight to the model (there is nothing to merge it with, and
+        @serve.batch's queue cost a one-text call ~0.3 ms of its ~0.5 ms from the Router to the
+        forward pass); else into the queue, to meet the others (batches read together are all
+        counted before the first gets here)."""
+        if self._streams is not None and (beside or self._running > 0):
+            return (await self._embed_calls([items], stream=True))[0]
         if self._running == 0 and self.direct.ongoing <= 1:
             return (await self._embed_calls([items]))[0]
         result: list[EmbedOutput | EmbedpoolError] = await self.embed(items)
@@ -141,14 +160,18 @@ class ModelReplica:
         """Each call is a router's batch; all of them go through the model in one pass."""
         return await self._embed_calls(calls)
 
-    async def _embed_calls(self, calls: list[list[EmbedItem]]) -> list[list[EmbedOutput | EmbedpoolError]]:
+    async def _embed_calls(
+        self, calls: list[list[EmbedItem]], stream: bool = False
+    ) -> list[list[EmbedOutput | EmbedpoolError]]:
         self._running += 1
         try:
-            return await self._embed_merged(calls)
+            return await self._embed_merged(calls, stream)
         finally:
             self._running -= 1
 
-    async def _embed_merged(self, calls: list[list[EmbedItem]]) -> list[list[EmbedOutput | EmbedpoolError]]:
+    async def _embed_merged(
+        self, calls: list[list[EmbedItem]], stream: bool = False
+    ) -> list[list[EmbedOutput | EmbedpoolError]]:
         flat = [item for call in calls for item in call]
         start = time.monotonic_ns()
         start_wall = time.time_ns()
@@ -160,11 +183,15 @@ class ModelReplica:
             parent=parents[0] if parents else None,
             links=parents,
             kind=tracing.SERVER,
-            attributes={"embedpool.batch.texts": _texts_in(calls), "embedpool.batch.calls": len(calls)},
+            attributes={
+                "embedpool.batch.texts": _texts_in(calls),
+                "embedpool.batch.calls": len(calls),
+                "embedpool.batch.stream": stream,
+            },
         ):
-            results = await self._run(flat)
+            results = await self._run(flat, stream)
         inference_ns = time.monotonic_ns() - start
-        self._metrics.batch(_texts_in(calls), inference_ns)
+        self._metrics.batch(_texts_in(calls), inference_ns, stream)
         for item, result in zip(flat, results, strict=True):
             if isinstance(result, EmbedOutput):
                 # arrived_ns is the router's wall clock: across nodes it is as good as NTP.
@@ -178,7 +205,15 @@ class ModelReplica:
             i += len(call)
         return out
 
-    async def _run(self, flat: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+    async def _run(self, flat: list[EmbedItem], stream: bool = False) -> list[EmbedOutput | EmbedpoolError]:
+        loop = asyncio.get_running_loop()
+        # The model's thread runs in this call's context, so the model's spans join the trace.
+        run = contextvars.copy_context().run
+        if stream and self._streams is not None:
+            streamed: list[EmbedOutput | EmbedpoolError] = await loop.run_in_executor(
+                self._streams, run, self.runner.embed_batch_on_stream, flat
+            )
+            return streamed
         results = None
         if sum(len(text) for item in flat for text in item.texts) <= INLINE_MAX_CHARS:
             # A short batch runs right here on the event loop: on the encode thread each torch
@@ -186,9 +221,6 @@ class ModelReplica:
             # forward, BENCHMARKS.md), and the loop stalls for one short forward at most.
             results = self.runner.try_embed_batch(flat)  # None: count_tokens holds the model
         if results is None:
-            loop = asyncio.get_running_loop()
-            # The encode thread runs in this call's context, so the model's spans join the trace.
-            run = contextvars.copy_context().run
             results = await loop.run_in_executor(self._executor, run, self.runner.embed_batch, flat)
         return results
 
@@ -207,3 +239,6 @@ class ModelReplica:
             metrics.flush_now(self._metrics)
         if hasattr(self, "_executor"):
             self._executor.shutdown(wait=False, cancel_futures=True)
+        streams = getattr(self, "_streams", None)
+        if streams is not None:
+            streams.shutdown(wait=False, cancel_futures=True)

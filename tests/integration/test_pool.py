@@ -132,6 +132,23 @@ async def test_concurrent_single_text_calls_are_coalesced(pool: Pool) -> None:
     assert max(k for k, v in sizes.items() if v) >= 8, sizes
 
 
+async def test_batches_side_by_side_run_on_openvino_streams_with_the_vectors_of_one_alone(pool: Pool) -> None:
+    """Concurrent calls reach the OpenVINO variant (2 threads) as batches sent beside each other:
+    those run on its two streams (replica.py), and every vector is the one the text gets alone."""
+    from ray import serve
+
+    replica = serve.get_deployment_handle("all-minilm-l6-v2--openvino-cpu", pool.app_name)
+    texts = [f"sentence number {i} about the planets" for i in range(64)]
+    async with AsyncEmbeddingClient(target=pool.target, timeout=60, variant="openvino-cpu") as c:
+        alone = [await c.aget_text_embedding(t) for t in texts[:4]]
+        before = await replica.stats.remote()
+        together = await asyncio.gather(*(c.aget_text_embedding(t) for t in texts))
+    after = await replica.stats.remote()
+    assert after["stream_batches"] > before["stream_batches"], after
+    assert after["stream_batches"] - before["stream_batches"] < after["batches"] - before["batches"]
+    np.testing.assert_allclose(np.array(together[:4]), np.array(alone), rtol=0, atol=1e-5)
+
+
 def test_options_dimensions_precision_and_usage(pool: Pool) -> None:
     s = stub(pool.target)
     r = s.Embed(

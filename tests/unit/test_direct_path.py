@@ -125,9 +125,14 @@ class Replica:
 
     def __init__(self, replica_id: str, delay: float = 0.0) -> None:
         self.model = FakeBackend(delay=delay)
-        self.server = DirectServer(self.model.embed)
+        self.server = DirectServer(self._embed)
         self.replica_id = replica_id
         self.published = time.time()
+        self.beside: list[bool] = []  # per batch: did it come as a BESIDE frame
+
+    async def _embed(self, items: list[EmbedItem], beside: bool) -> list[EmbedOutput | EmbedpoolError]:
+        self.beside.append(beside)
+        return await self.model.embed(items)
 
     async def __aenter__(self) -> Replica:
         await self.server.start("127.0.0.1")
@@ -265,6 +270,22 @@ async def test_a_replica_that_goes_away_mid_batch_is_resent_through_the_handle()
     assert handle.seen == ["a"] and backend.endpoints == {}
 
 
+async def test_a_batch_sent_while_another_is_out_to_that_replica_comes_beside_it() -> None:
+    """What lets the replica run two batches on two streams and a lone one on every thread."""
+    backend = DirectVariantBackend("v", FakeBackend(), max_ongoing=4)
+    async with Replica("r1", delay=0.2) as one, Replica("r2", delay=0.2) as two:
+        backend.update([one.entry])
+        first = asyncio.ensure_future(backend.embed([EmbedItem(texts=["a"])]))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(backend.embed([EmbedItem(texts=["b"])]))
+        await asyncio.gather(first, second)
+        await backend.embed([EmbedItem(texts=["c"])])  # alone again
+        assert one.beside == [False, True, False]
+        backend.update([one.entry, two.entry])  # one batch out to each: neither is beside another
+        await asyncio.gather(*(backend.embed([EmbedItem(texts=[t])]) for t in "de"))
+        assert one.beside[3:] == two.beside == [False]
+
+
 async def test_a_caller_that_gives_up_leaves_the_connection_serving() -> None:
     backend = DirectVariantBackend("v", FakeBackend(), max_ongoing=4)
     async with Replica("r1", delay=0.3) as replica:
@@ -361,7 +382,7 @@ def test_policy_is_importable_as_serve_resolves_it() -> None:
 async def test_frames_read_together_are_all_counted_before_the_first_runs() -> None:
     seen: list[int] = []
 
-    async def embed(items: list[EmbedItem]) -> list[EmbedOutput | EmbedpoolError]:
+    async def embed(items: list[EmbedItem], beside: bool) -> list[EmbedOutput | EmbedpoolError]:
         seen.append(server.ongoing)
         return [EmbedOutput(np.zeros((len(i.texts), 2), np.float32), 2, 1, 0) for i in items]
 
@@ -386,7 +407,7 @@ def test_the_autoscaling_figure_is_the_mean_held_over_time_not_a_sample(
 ) -> None:
     clock = [0]
     monkeypatch.setattr(receiver.time, "monotonic_ns", lambda: clock[0])
-    server = DirectServer(FakeBackend().embed)
+    server = DirectServer(lambda items, beside: FakeBackend().embed(items))
     server._add(2)
     clock[0] += 50
     server._add(-2)

@@ -55,11 +55,23 @@ def test_replica_observations_are_kept_in_order_until_flushed() -> None:
     replica = metrics.ReplicaMetrics("m", "cpu")
     replica.batch(32, 5_000_000)
     replica.request(17, 250_000)
-    assert replica.snapshot() == {"batches": 1, "batch_sizes": {32: 1}}  # what `stats` reads: at once
+    replica.batch(4, 1_000_000, stream=True)
+    replica.batch(2, 1_000_000, stream=True)
+    # what `stats` reads: at once
+    assert replica.snapshot() == {"batches": 3, "batch_sizes": {32: 1, 4: 1, 2: 1}, "stream_batches": 2}
     histograms: list[Any] = [replica.batch_size, replica.inference_ms, replica.tokens, replica.queue_ms]
-    assert all(h.calls == [] for h in histograms)
+    streamed: Any = replica.stream_batches
+    assert all(h.calls == [] for h in [*histograms, streamed])
     replica.flush()
-    assert [h.calls for h in histograms] == [[(32,)], [(5.0,)], [(17,)], [(0.25,)]]
+    assert [h.calls for h in histograms] == [
+        [(32,), (4,), (2,)],
+        [(5.0,), (1.0,), (1.0,)],
+        [(17,)],
+        [(0.25,)],
+    ]
+    assert streamed.calls == [(2, ())]
+    replica.flush()
+    assert streamed.calls == [(2, ())]  # counted once
 
 
 async def test_the_flush_task_keeps_going_after_a_failed_flush(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -523,9 +523,11 @@ def test_identical_inputs_run_once(
     forwarded: list[int] = []
     real_forward = model._forward
 
-    def counting_forward(features: dict[str, Any], prompt_length: int | None) -> np.ndarray:
+    def counting_forward(
+        features: dict[str, Any], prompt_length: int | None, stream: bool = False
+    ) -> np.ndarray:
         forwarded.append(len(features["input_ids"]))
-        return real_forward(features, prompt_length)
+        return real_forward(features, prompt_length, stream)
 
     monkeypatch.setattr(model, "_forward", counting_forward)
     query = TEXTS[1]
@@ -670,6 +672,43 @@ def test_openvino_runs_its_own_infer_request_with_optimums_numbers(
         assert direct_forward._compiled is not compiled
     finally:
         r.set_threads(2)
+
+
+@pytest.mark.slow
+def test_openvino_streams_run_batches_side_by_side_with_the_same_vectors(
+    runner: Callable[..., ModelRunner],
+) -> None:
+    """Two threads embed at once on two streams (each its own infer request on a second compiled
+    model, NUM_STREAMS 2 sharing the budget): every answer is the single-stream one, also after
+    set_threads recompiles; one thread leaves no streams; torch and ONNX have none."""
+    r = runner("minilm", "openvino-cpu")
+    assert isinstance(r, SentenceTransformerRunner) and r._direct is not None
+    assert r.stream_slots() == 2
+    assert runner("minilm", "torch-cpu").stream_slots() == runner("minilm", "onnx-cpu").stream_slots() == 0
+    batches = [
+        [EmbedItem(texts=TEXTS[i::3], truncate=True), EmbedItem(texts=[TEXTS[i]], normalize=False)]
+        for i in range(3)
+    ]
+    expected = [[out(result).vectors for result in r.embed_batch(items)] for items in batches * 2]
+    with ThreadPoolExecutor(max_workers=2, initializer=r.enter_stream_thread) as pool:
+        streamed = list(pool.map(r.embed_batch_on_stream, batches * 2))
+        assert r._direct._streamed.get_property("NUM_STREAMS") == 2
+        for results, wanted in zip(streamed, expected, strict=True):
+            for result, vectors in zip(results, wanted, strict=True):
+                np.testing.assert_allclose(out(result).vectors, vectors, rtol=0, atol=1e-5)
+        compiled = r._direct._streamed
+        try:
+            r.set_threads(4)  # a new budget: the streamed model is compiled again with it
+            again = pool.submit(r.embed_batch_on_stream, batches[0]).result()
+            assert r._direct._streamed is not compiled
+            assert r._direct._streamed_config["INFERENCE_NUM_THREADS"] == "4"  # OpenVINO caps it at the cores
+            np.testing.assert_allclose(out(again[0]).vectors, expected[0][0], rtol=0, atol=1e-5)
+            r.set_threads(1)
+            assert r.stream_slots() == 0
+            with pytest.raises(NotImplementedError):
+                r.embed_batch_on_stream(batches[0])
+        finally:
+            r.set_threads(2)
 
 
 @pytest.mark.slow
