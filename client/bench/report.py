@@ -387,6 +387,7 @@ _HISTOGRAMS = {
     "request_tokens": "embedpool_request_tokens",
 }
 _REQUESTS = "embedpool_requests"
+_STREAM_BATCHES = "embedpool_stream_batches"
 
 Samples = list[tuple[str, dict[str, str], float]]
 
@@ -455,6 +456,9 @@ def pool_metrics(before: Samples, after: Samples, *, model: str = "", variant: s
         total = delta.get((base + "_sum", ""), 0.0)
         out[f"{label}_mean"] = _r(total / count) if count > 0 else None
     out["batches"] = int(delta.get(("embedpool_batch_size_count", ""), 0.0))
+    out["stream_batches"] = int(
+        sum(delta.get((name, ""), 0.0) for name in (_STREAM_BATCHES, _STREAM_BATCHES + "_total"))
+    )
     buckets = sorted(
         ((float(le), value) for (name, le), value in delta.items() if name == "embedpool_batch_size_bucket"),
         key=lambda item: item[0],
@@ -479,7 +483,8 @@ def format_pool_metrics(metrics: dict[str, Any]) -> str:
         return str(metrics["error"])
     hist = ", ".join(f"{k}: {v}" for k, v in metrics.get("batch_size_histogram", {}).items())
     return (
-        f"{metrics['batches']} batches, mean batch {_fmt(metrics['batch_size_mean'], '.2f')} texts, "
+        f"{metrics['batches']} batches ({metrics.get('stream_batches', 0)} on a stream), "
+        f"mean batch {_fmt(metrics['batch_size_mean'], '.2f')} texts, "
         f"queue {_fmt(metrics['queue_ms_mean'], '.2f')} ms, "
         f"inference {_fmt(metrics['inference_ms_mean'], '.2f')} ms"
         + (f"; batch sizes {hist}" if hist else "")

@@ -125,6 +125,7 @@ ray_embedpool_batch_size_sum{Component="core_worker",model="fake",variant="custo
 ray_embedpool_queue_ms_count{model="fake",variant="custom-cpu"} 5.0
 ray_embedpool_queue_ms_sum{model="fake",variant="custom-cpu"} 10.0
 ray_embedpool_requests_total{code="OK",method="Embed",model="fake",variant="custom-cpu"} 5.0
+ray_embedpool_stream_batches_total{model="fake",variant="custom-cpu"} 1.0
 ray_embedpool_batch_size_count{model="other",variant="torch-cpu"} 99.0
 """
 AFTER = """\
@@ -136,6 +137,7 @@ ray_embedpool_batch_size_sum{Component="core_worker",model="fake",variant="custo
 ray_embedpool_queue_ms_count{model="fake",variant="custom-cpu"} 15.0
 ray_embedpool_queue_ms_sum{model="fake",variant="custom-cpu"} 40.0
 ray_embedpool_requests_total{code="OK",method="Embed",model="fake",variant="custom-cpu"} 15.0
+ray_embedpool_stream_batches_total{model="fake",variant="custom-cpu"} 4.0
 ray_embedpool_batch_size_count{model="other",variant="torch-cpu"} 500.0
 """
 
@@ -172,6 +174,7 @@ def test_pool_metrics(target: str, pool: Pool, metrics_url: str, capsys: Capsys)
     assert metrics["batch_size_histogram"] == {"<=1": 2, "<=2": 4}
     assert metrics["queue_ms_mean"] == 3.0 and metrics["inference_ms_mean"] is None
     assert metrics["requests_by_code"] == {"OK": 10}
+    assert metrics["stream_batches"] == 3  # batches run on an OpenVINO stream beside another
 
 
 def test_pool_metrics_unreachable_is_reported(target: str, pool: Pool, capsys: Capsys) -> None:
