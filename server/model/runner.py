@@ -442,6 +442,9 @@ class SentenceTransformerRunner(ModelRunner):
     ) -> np.ndarray:
         if prompt_length is None and self._direct is not None and self._direct.accepts(features):
             return self._direct(features, stream)
+        if stream:  # arrays the streams cannot take: optimum's one request, one thread at a time
+            with self._lock:
+                return self._forward(features, prompt_length)
         torch = self._torch
         tensors: dict[str, Any] = {}
         for key, value in features.items():
