@@ -444,7 +444,8 @@ def pool_metrics(before: Samples, after: Samples, *, model: str = "", variant: s
     """What the pool recorded between two scrapes: means of its histograms and the batch-size
     histogram (batches per size bucket), requests by code. Ray exports on a timer (a few
     seconds), so the window can lag the run by that much; the means hold up better than
-    the counts."""
+    the counts. The means are estimates: Ray 2.60 exports a histogram's sum as if each
+    observation sat at its bucket's midpoint (a one-text batch counts 0.5, a 32-text one 24)."""
     a = _select(after, model, variant)
     b = _select(before, model, variant)
     delta = {key: a[key] - b.get(key, 0.0) for key in a}
@@ -484,9 +485,9 @@ def format_pool_metrics(metrics: dict[str, Any]) -> str:
     hist = ", ".join(f"{k}: {v}" for k, v in metrics.get("batch_size_histogram", {}).items())
     return (
         f"{metrics['batches']} batches ({metrics.get('stream_batches', 0)} on a stream), "
-        f"mean batch {_fmt(metrics['batch_size_mean'], '.2f')} texts, "
-        f"queue {_fmt(metrics['queue_ms_mean'], '.2f')} ms, "
-        f"inference {_fmt(metrics['inference_ms_mean'], '.2f')} ms"
+        f"bucket-midpoint means: batch ~{_fmt(metrics['batch_size_mean'], '.2f')} texts, "
+        f"queue ~{_fmt(metrics['queue_ms_mean'], '.2f')} ms, "
+        f"inference ~{_fmt(metrics['inference_ms_mean'], '.2f')} ms"
         + (f"; batch sizes {hist}" if hist else "")
     )
 
