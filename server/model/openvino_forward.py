@@ -28,6 +28,12 @@ _OUTPUT = "last_hidden_state"
 STREAMS = 2
 
 
+def _output_index(compiled: Any) -> int:
+    """Which of a compiled model's outputs holds the token embeddings."""
+    names = [port.get_names() for port in compiled.outputs]
+    return next((i for i, n in enumerate(names) if _OUTPUT in n), 0)
+
+
 def _text_config(module: Any) -> dict[str, Any]:
     config: dict[str, Any] = getattr(module, "modality_config", {}).get("text") or {}
     return config
@@ -73,8 +79,7 @@ class DirectForward:
             self._ov.compile()
         compiled = self._ov.request
         if compiled is not self._compiled:
-            names = [port.get_names() for port in compiled.outputs]
-            self._output = next((i for i, n in enumerate(names) if _OUTPUT in n), 0)
+            self._output = _output_index(compiled)
             self._request = compiled.create_infer_request()
             self._compiled = compiled
         return self._request
@@ -101,8 +106,7 @@ class DirectForward:
             compiled = self._streamed
         local = self._local
         if getattr(local, "compiled", None) is not compiled:
-            names = [port.get_names() for port in compiled.outputs]
-            local.output = next((i for i, n in enumerate(names) if _OUTPUT in n), 0)
+            local.output = _output_index(compiled)
             local.request, local.compiled = compiled.create_infer_request(), compiled
         return local.request, local.output
 

@@ -407,7 +407,7 @@ class SentenceTransformerRunner(ModelRunner):
         return self._embed_batch(items, stream=True)
 
     def enter_stream_thread(self) -> None:
-        thread_settings.for_current_thread(thread_settings.torch_threads(self.backend, 1))
+        thread_settings.for_current_thread(1)  # torch only pools beside a stream (streams are OpenVINO's)
 
     def warmup(self) -> None:
         super().warmup()
